@@ -1,0 +1,324 @@
+//! The durable store: [`Store`] over one redb file in the data directory.
+//!
+//! Every append is one write transaction, committed with an fsync before
+//! it returns: the sequencer hands it whole batches, so every publish that
+//! arrived during the previous fsync shares the next one (group commit).
+//! Reads are redb read transactions, snapshots that never wait for the
+//! writer.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use redb::{Database, Durability, ReadableDatabase as _, ReadableTableMetadata as _};
+use tidings_core::{Bounds, Event, EventId, EventIdKind, Retention, Store, StoreError};
+
+use crate::error::{OpenError, guarded, store_error};
+use crate::lock::DirLock;
+use crate::open;
+use crate::record::{self, Parsed};
+use crate::retention;
+use crate::tables::{EVENTS, IDS, META, META_BYTES, META_NEXT, meta_get};
+
+/// How a [`DiskStore`] is opened.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// What to keep.
+    pub retention: Retention,
+    /// Memory redb may use to cache the file's pages. Recent events are
+    /// read back by every resuming subscriber; older ones come from the
+    /// operating system's page cache.
+    pub cache_bytes: usize,
+}
+
+impl Default for Options {
+    /// The default retention and a 64 MiB cache.
+    fn default() -> Self {
+        Self {
+            retention: Retention::default(),
+            cache_bytes: 64 << 20,
+        }
+    }
+}
+
+/// What a store holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    /// Retained events.
+    pub events: u64,
+    /// The sum of their frames' lengths: what retention by bytes weighs.
+    pub bytes: u64,
+    /// The retained range.
+    pub bounds: Bounds,
+    /// The size of the history file on disk.
+    pub file_bytes: u64,
+}
+
+/// What opening a store found.
+#[derive(Debug, Clone)]
+pub struct OpenReport {
+    /// The history file.
+    pub file: PathBuf,
+    /// The file was created by this opening: there was no history.
+    pub created: bool,
+    /// The file had not been closed cleanly (a crash, a kill) and was
+    /// repaired: only transactions that were never acknowledged are lost.
+    pub repaired: bool,
+    /// What it holds.
+    pub stats: Stats,
+}
+
+/// The durable, embedded history: one redb file under a locked data
+/// directory.
+#[derive(Debug)]
+pub struct DiskStore {
+    /// The database. Declared before `lock`: it is closed before the lock
+    /// is released.
+    db: Database,
+    /// The data directory's lock, held while the store is open.
+    _lock: DirLock,
+    /// What to keep.
+    retention: Retention,
+    /// What opening found.
+    report: OpenReport,
+}
+
+impl DiskStore {
+    /// Opens the history in `dir`, creating the directory and an empty
+    /// history if needed. Fails if another process has `dir` open, or if
+    /// the history file is damaged or of an unknown format.
+    pub fn open(dir: &Path, options: Options) -> Result<Self, OpenError> {
+        let opened = open::open(dir, options.cache_bytes)?;
+        let mut store = Self {
+            db: opened.db,
+            _lock: opened.lock,
+            retention: options.retention,
+            report: OpenReport {
+                file: opened.file.clone(),
+                created: opened.created,
+                repaired: opened.repaired,
+                stats: Stats {
+                    events: 0,
+                    bytes: 0,
+                    bounds: Bounds { first: 0, next: 0 },
+                    file_bytes: 0,
+                },
+            },
+        };
+        store.report.stats = store.stats().map_err(|e| OpenError::Damaged {
+            file: opened.file,
+            detail: e.message,
+        })?;
+        Ok(store)
+    }
+
+    /// What opening found.
+    pub fn report(&self) -> &OpenReport {
+        &self.report
+    }
+
+    /// The history file.
+    pub fn file(&self) -> &Path {
+        &self.report.file
+    }
+
+    /// What the store holds now.
+    pub fn stats(&self) -> Result<Stats, StoreError> {
+        guarded("reading statistics", || self.read_stats())
+    }
+
+    fn read_stats(&self) -> Result<Stats, StoreError> {
+        let err = |e: redb::Error| store_error("reading statistics", e);
+        let tx = self.db.begin_read().map_err(|e| err(e.into()))?;
+        let events = tx.open_table(EVENTS).map_err(|e| err(e.into()))?;
+        let meta = tx.open_table(META).map_err(|e| err(e.into()))?;
+        let bounds = bounds_in(&events, &meta)?;
+        Ok(Stats {
+            events: events.len().map_err(|e| err(e.into()))?,
+            bytes: meta_get(&meta, META_BYTES)
+                .map_err(|e| err(e.into()))?
+                .unwrap_or(0),
+            bounds,
+            file_bytes: std::fs::metadata(&self.report.file)
+                .map(|m| m.len())
+                .map_err(|e| store_error("reading the file size", e))?,
+        })
+    }
+}
+
+fn bounds_in(
+    events: &impl redb::ReadableTable<u64, &'static [u8]>,
+    meta: &impl redb::ReadableTable<&'static str, u64>,
+) -> Result<Bounds, StoreError> {
+    let err = |e: redb::StorageError| store_error("reading the bounds", e);
+    let next = meta_get(meta, META_NEXT)
+        .map_err(err)?
+        .ok_or_else(|| StoreError::msg("the history has no next sequence number"))?;
+    let first = events
+        .first()
+        .map_err(err)?
+        .map_or(next, |(k, _)| k.value());
+    Ok(Bounds { first, next })
+}
+
+fn decode(seq: u64, record: &[u8]) -> Result<Arc<Event>, StoreError> {
+    Parsed::new(record)
+        .and_then(|parsed| parsed.to_event(seq))
+        .map_err(|e| store_error(&format!("event {seq} cannot be read"), e))
+}
+
+impl Store for DiskStore {
+    fn append(&self, events: &[Arc<Event>]) -> Result<(), StoreError> {
+        guarded("appending", || self.append_events(events))
+    }
+
+    fn read_after(&self, after: u64, limit: usize) -> Result<Vec<Arc<Event>>, StoreError> {
+        guarded("reading history", || self.read_events(after, limit))
+    }
+
+    fn find_id(&self, id: &str) -> Result<Option<Arc<Event>>, StoreError> {
+        guarded("looking an id up", || self.find_event(id))
+    }
+
+    fn bounds(&self) -> Result<Bounds, StoreError> {
+        guarded("reading the bounds", || self.read_bounds())
+    }
+
+    fn enforce_retention(&self, now_ms: u64) -> Result<u64, StoreError> {
+        guarded("enforcing retention", || self.trim(now_ms))
+    }
+
+    fn blocking(&self) -> bool {
+        true
+    }
+}
+
+/// The [`Store`] calls, unguarded.
+impl DiskStore {
+    fn append_events(&self, events: &[Arc<Event>]) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let err = |e: redb::Error| store_error("appending", e);
+        let tx = self.db.begin_write().map_err(|e| err(e.into()))?;
+        {
+            let mut table = tx.open_table(EVENTS).map_err(|e| err(e.into()))?;
+            let mut ids = tx.open_table(IDS).map_err(|e| err(e.into()))?;
+            let mut meta = tx.open_table(META).map_err(|e| err(e.into()))?;
+            let mut next = meta_get(&meta, META_NEXT)
+                .map_err(|e| err(e.into()))?
+                .ok_or_else(|| StoreError::msg("the history has no next sequence number"))?;
+            let mut bytes = meta_get(&meta, META_BYTES)
+                .map_err(|e| err(e.into()))?
+                .unwrap_or(0);
+            // An empty history takes any start: in cluster mode it fills
+            // from the engine's oldest entry, whose places may also skip.
+            let mut empty = table.is_empty().map_err(|e| err(e.into()))?;
+            let mut buf = Vec::with_capacity(512);
+            for event in events {
+                if event.seq < next && !empty {
+                    // Dropping `tx` aborts it: nothing of the batch stays.
+                    return Err(StoreError::msg(format!(
+                        "sequence number {} is not after {}",
+                        event.seq,
+                        next - 1
+                    )));
+                }
+                empty = false;
+                buf.clear();
+                record::encode(event, &mut buf);
+                table
+                    .insert(event.seq, buf.as_slice())
+                    .map_err(|e| err(e.into()))?;
+                if EventIdKind::of(event) == EventIdKind::Publisher {
+                    ids.insert(&*event.id, event.seq)
+                        .map_err(|e| err(e.into()))?;
+                }
+                next = event.seq + 1;
+                bytes += event.frame.len() as u64;
+            }
+            meta.insert(META_NEXT, next).map_err(|e| err(e.into()))?;
+            meta.insert(META_BYTES, bytes).map_err(|e| err(e.into()))?;
+        }
+        // Durability::Immediate (the default): fsync before returning.
+        tx.commit().map_err(|e| err(e.into()))
+    }
+
+    fn read_events(&self, after: u64, limit: usize) -> Result<Vec<Arc<Event>>, StoreError> {
+        let Some(from) = after.checked_add(1) else {
+            return Ok(Vec::new());
+        };
+        let err = |e: redb::Error| store_error("reading history", e);
+        let tx = self.db.begin_read().map_err(|e| err(e.into()))?;
+        let table = tx.open_table(EVENTS).map_err(|e| err(e.into()))?;
+        let mut out = Vec::with_capacity(limit.min(1024));
+        for entry in table.range(from..).map_err(|e| err(e.into()))?.take(limit) {
+            let (key, value) = entry.map_err(|e| err(e.into()))?;
+            out.push(decode(key.value(), value.value())?);
+        }
+        Ok(out)
+    }
+
+    fn find_event(&self, id: &str) -> Result<Option<Arc<Event>>, StoreError> {
+        let err = |e: redb::Error| store_error("looking an id up", e);
+        let tx = self.db.begin_read().map_err(|e| err(e.into()))?;
+        let seq = match EventId::parse(id) {
+            Some(seq) => seq,
+            None => {
+                let ids = tx.open_table(IDS).map_err(|e| err(e.into()))?;
+                match ids.get(id).map_err(|e| err(e.into()))? {
+                    Some(seq) => seq.value(),
+                    None => return Ok(None),
+                }
+            }
+        };
+        let table = tx.open_table(EVENTS).map_err(|e| err(e.into()))?;
+        let Some(record) = table.get(seq).map_err(|e| err(e.into()))? else {
+            return Ok(None);
+        };
+        let event = decode(seq, record.value())?;
+        Ok((&*event.id == id).then_some(event))
+    }
+
+    fn read_bounds(&self) -> Result<Bounds, StoreError> {
+        let err = |e: redb::Error| store_error("reading the bounds", e);
+        let tx = self.db.begin_read().map_err(|e| err(e.into()))?;
+        let events = tx.open_table(EVENTS).map_err(|e| err(e.into()))?;
+        let meta = tx.open_table(META).map_err(|e| err(e.into()))?;
+        bounds_in(&events, &meta)
+    }
+
+    fn trim(&self, now_ms: u64) -> Result<u64, StoreError> {
+        let err = |e: redb::Error| store_error("enforcing retention", e);
+        let mut removed = 0u64;
+        // Chunks followed by another are committed without an fsync: the
+        // last one's (or the next append's) makes them durable together.
+        // Losing them in a crash only means trimming them again.
+        let mut unsynced = false;
+        loop {
+            let started = Instant::now();
+            let mut tx = self.db.begin_write().map_err(|e| err(e.into()))?;
+            let chunk = retention::trim_chunk(&tx, &self.retention, now_ms)?;
+            if chunk == 0 && !unsynced {
+                tx.abort().map_err(|e| err(e.into()))?;
+                return Ok(removed);
+            }
+            let more = chunk == retention::CHUNK;
+            if more {
+                tx.set_durability(Durability::None)
+                    .map_err(|e| store_error("enforcing retention", e))?;
+            }
+            tx.commit().map_err(|e| err(e.into()))?;
+            removed += chunk as u64;
+            unsynced = more;
+            if !more {
+                return Ok(removed);
+            }
+            // The writer lock is not fair: without a pause, the next chunk
+            // can take it again before a waiting append does. Pausing as
+            // long as the chunk took leaves appends at least half the
+            // writer's time however much there is to trim.
+            std::thread::sleep(started.elapsed());
+        }
+    }
+}
