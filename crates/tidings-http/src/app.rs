@@ -1,0 +1,79 @@
+//! The routes. `app()` is separate from the server loop so that tests and
+//! other servers can mount it.
+
+use axum::Router;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http::{Method, StatusCode, Uri, header};
+
+use crate::error::AppError;
+use crate::state::AppState;
+use crate::{assets, cors, publish, subscribe};
+
+/// The Mercure hub URL.
+pub const HUB_PATH: &str = "/.well-known/mercure";
+/// Subscribe alias for people coming from the classic tutorials.
+pub const EVENTS_PATH: &str = "/events";
+/// Publish alias for people coming from the classic tutorials.
+pub const PUBLISH_PATH: &str = "/publish";
+
+/// Every route of the hub.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route(HUB_PATH, get(subscribe::handler).post(publish::handler))
+        .route(EVENTS_PATH, get(subscribe::handler))
+        .route(PUBLISH_PATH, post(publish::handler))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .fallback(fallback)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            cors::layer,
+        ))
+        .with_state(state)
+}
+
+async fn healthz(State(state): State<AppState>) -> Response {
+    if state.hub().is_serving() {
+        (
+            StatusCode::OK,
+            axum::Json(serde_json::json!({ "status": "ok" })),
+        )
+            .into_response()
+    } else {
+        AppError::unavailable("the hub is shutting down").into_response()
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Result<Response, AppError> {
+    let handle = state
+        .metrics()
+        .ok_or_else(|| AppError::unavailable("metrics are not recorded in this process"))?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        handle.render(),
+    )
+        .into_response())
+}
+
+/// Embedded files for `GET`, a JSON 404 for everything else.
+async fn fallback(method: Method, uri: Uri) -> Response {
+    if method == Method::GET
+        && let Some(asset) = assets::get(uri.path())
+    {
+        return asset;
+    }
+    AppError::new(StatusCode::NOT_FOUND, "no such resource").into_response()
+}
+
+async fn method_not_allowed() -> AppError {
+    AppError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method not allowed on this resource",
+    )
+}

@@ -1,0 +1,150 @@
+//! Files embedded in the binary and served as they are (the demo page and
+//! what it loads). Nothing is fetched from elsewhere.
+
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, header};
+
+/// One embedded file.
+#[derive(Debug)]
+struct Asset {
+    /// The request path that serves it.
+    path: &'static str,
+    /// Its `Content-Type`.
+    content_type: &'static str,
+    /// Its bytes.
+    body: &'static [u8],
+}
+
+const HTML: &str = "text/html; charset=utf-8";
+const JS: &str = "text/javascript; charset=utf-8";
+const CSS: &str = "text/css; charset=utf-8";
+
+/// The demo page: one document for both variants; its script picks the
+/// transport from the path (`/fetch.html`: fetch() and a streaming parser,
+/// else the browser's `EventSource`).
+const PAGE: &[u8] = include_bytes!("../assets/index.html");
+
+/// Every embedded file.
+static ASSETS: &[Asset] = &[
+    Asset {
+        path: "/",
+        content_type: HTML,
+        body: PAGE,
+    },
+    Asset {
+        path: "/index.html",
+        content_type: HTML,
+        body: PAGE,
+    },
+    Asset {
+        path: "/fetch.html",
+        content_type: HTML,
+        body: PAGE,
+    },
+    Asset {
+        path: "/assets/demo.css",
+        content_type: CSS,
+        body: include_bytes!("../assets/demo.css"),
+    },
+    Asset {
+        path: "/assets/app.js",
+        content_type: JS,
+        body: include_bytes!("../assets/app.js"),
+    },
+    Asset {
+        path: "/assets/demo.js",
+        content_type: JS,
+        body: include_bytes!("../assets/demo.js"),
+    },
+    Asset {
+        path: "/assets/sse.mjs",
+        content_type: JS,
+        body: include_bytes!("../assets/sse.mjs"),
+    },
+];
+
+/// The embedded file at `path`, if there is one.
+pub(crate) fn get(path: &str) -> Option<Response> {
+    let asset = ASSETS.iter().find(|a| a.path == path)?;
+    let mut response = asset.body.into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(asset.content_type),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    Some(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every quoted string in `text` that follows `marker`.
+    fn references<'a>(text: &'a str, marker: &str) -> Vec<&'a str> {
+        text.match_indices(marker)
+            .filter_map(|(at, _)| {
+                let rest = &text[at + marker.len()..];
+                let quote = rest.chars().next()?;
+                if !matches!(quote, '"' | '\'') {
+                    return None;
+                }
+                let inner = &rest[1..];
+                inner.find(quote).map(|end| &inner[..end])
+            })
+            .collect()
+    }
+
+    /// The page loads only what the binary serves: no CDN, no font or
+    /// script from elsewhere, every reference resolves to a table entry or
+    /// a route of the hub.
+    #[test]
+    fn every_reference_is_embedded() {
+        const ROUTES: [&str; 3] = ["/metrics", "/healthz", "/publish"];
+        let mut checked = 0;
+        for asset in ASSETS {
+            let text = std::str::from_utf8(asset.body).unwrap();
+            let mut refs = Vec::new();
+            for marker in ["src=", "href=", "from ", "import(", "fetch("] {
+                refs.extend(references(text, marker));
+            }
+            assert!(
+                !text.contains("url(http"),
+                "{}: an external url()",
+                asset.path
+            );
+            assert!(!text.contains("@import"), "{}: @import", asset.path);
+            for reference in refs {
+                checked += 1;
+                if reference.starts_with("data:") {
+                    continue;
+                }
+                let path = match reference.strip_prefix("./") {
+                    Some(file) => format!("/assets/{file}"),
+                    None => reference.to_owned(),
+                };
+                assert!(
+                    ASSETS.iter().any(|a| a.path == path) || ROUTES.contains(&path.as_str()),
+                    "{} refers to {reference:?}, which the hub does not serve",
+                    asset.path
+                );
+            }
+        }
+        assert!(checked >= 8, "only {checked} references found");
+    }
+
+    #[test]
+    fn served_with_their_types() {
+        for (path, content_type) in [
+            ("/", HTML),
+            ("/fetch.html", HTML),
+            ("/assets/app.js", JS),
+            ("/assets/demo.css", CSS),
+        ] {
+            let response = get(path).unwrap();
+            assert_eq!(response.headers()[header::CONTENT_TYPE], content_type);
+        }
+        assert!(get("/nope").is_none());
+        assert!(get("/assets/").is_none());
+    }
+}

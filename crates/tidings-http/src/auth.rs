@@ -1,0 +1,283 @@
+//! Who may publish and what a subscriber may see: tokens from requests,
+//! checked with `tidings-auth`, and a brake on peers that keep failing.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use http::header::{AUTHORIZATION, COOKIE};
+use http::request::Parts;
+use http::{HeaderMap, StatusCode};
+use tidings_auth::{Claims, Verifier};
+use tidings_core::SubscriberAuth;
+
+use crate::error::AppError;
+use crate::form;
+
+/// How the hub authenticates.
+#[derive(Debug, Clone, Default)]
+pub struct AuthConfig {
+    /// Verifies publishers' tokens; `None`: dev mode, loopback peers may
+    /// publish without one.
+    pub publisher: Option<Verifier>,
+    /// Verifies subscribers' tokens; `None`: tokens are ignored and nobody
+    /// receives private updates.
+    pub subscriber: Option<Verifier>,
+    /// Whether subscribers without a token are served (public updates
+    /// only).
+    pub anonymous: bool,
+}
+
+/// The name of the cookie that may carry a token.
+const COOKIE_NAME: &str = "mercureAuthorization";
+
+/// The token of a request: from `Authorization: Bearer`, else the
+/// `authorization` query parameter, else the `mercureAuthorization` cookie.
+/// Only the first source present counts.
+pub(crate) fn token(parts: &Parts) -> Result<Option<String>, AppError> {
+    if let Some(value) = parts.headers.get(AUTHORIZATION) {
+        let value = value.to_str().unwrap_or_default().trim();
+        let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
+        if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+            return Err(unauthorized(
+                "the Authorization header must be `Bearer <token>`",
+            ));
+        }
+        return Ok(Some(token.trim().to_owned()));
+    }
+    for pair in form::pairs(parts.uri.query().unwrap_or_default().as_bytes()) {
+        let (name, value) = pair.map_err(AppError::bad_request)?;
+        if name == "authorization" {
+            return Ok(Some(value));
+        }
+    }
+    Ok(cookie(&parts.headers, COOKIE_NAME))
+}
+
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| {
+            let (n, v) = pair.trim().split_once('=')?;
+            (n == name).then(|| v.trim_matches('"').to_owned())
+        })
+}
+
+fn unauthorized(message: &str) -> AppError {
+    AppError::new(StatusCode::UNAUTHORIZED, message)
+}
+
+fn forbidden(message: &str) -> AppError {
+    AppError::new(StatusCode::FORBIDDEN, message)
+}
+
+fn verify(verifier: &Verifier, token: &str) -> Result<Claims, AppError> {
+    verifier
+        .verify(token)
+        .map_err(|e| unauthorized(&format!("invalid token: {e}")))
+}
+
+impl AuthConfig {
+    /// Who the publisher is: checked before its body is read.
+    pub(crate) fn publisher(
+        &self,
+        parts: &Parts,
+        peer: Option<IpAddr>,
+    ) -> Result<PublishGrant, AppError> {
+        let Some(verifier) = &self.publisher else {
+            return match peer {
+                Some(ip) if ip.is_loopback() => Ok(PublishGrant::Loopback),
+                _ => Err(forbidden(
+                    "this hub runs without a JWT key (dev mode): publishing is allowed from loopback addresses only",
+                )),
+            };
+        };
+        let token = token(parts)?.ok_or_else(|| unauthorized("publishing needs a token"))?;
+        Ok(PublishGrant::Token(verify(verifier, &token)?))
+    }
+
+    /// What a subscriber may see; `None` for an anonymous one.
+    pub(crate) fn authorize_subscribe(
+        &self,
+        parts: &Parts,
+    ) -> Result<Option<SubscriberAuth>, AppError> {
+        let Some(verifier) = &self.subscriber else {
+            return Ok(None);
+        };
+        let Some(token) = token(parts)? else {
+            if self.anonymous {
+                return Ok(None);
+            }
+            return Err(unauthorized("subscribing needs a token"));
+        };
+        let claims = verify(verifier, &token)?;
+        Ok(Some(SubscriberAuth {
+            private_selectors: claims.subscribe.unwrap_or_default(),
+            expires_at: claims.expires_at,
+            payload: claims.payload,
+        }))
+    }
+}
+
+/// What a publisher was allowed.
+#[derive(Debug)]
+pub(crate) enum PublishGrant {
+    /// Dev mode and a loopback peer: anything.
+    Loopback,
+    /// A verified token: what its `mercure.publish` claim covers.
+    Token(Claims),
+}
+
+impl PublishGrant {
+    /// Checks that every one of `topics` is covered (no partial dispatch).
+    pub(crate) fn check(&self, topics: &[&str]) -> Result<(), AppError> {
+        match self {
+            Self::Loopback => Ok(()),
+            Self::Token(claims) if claims.may_publish(topics) => Ok(()),
+            Self::Token(_) => Err(forbidden(
+                "the token's mercure.publish claim does not cover every topic of the update",
+            )),
+        }
+    }
+}
+
+/// Slows down peers whose authentication keeps failing: the first
+/// [`FREE`] failures in a minute cost nothing, each one after that delays
+/// the answer a little more, up to [`MAX_DELAY`].
+#[derive(Debug, Default)]
+pub(crate) struct FailureBrake {
+    /// Recent failures per peer address.
+    peers: Mutex<HashMap<IpAddr, Failures>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Failures {
+    /// When the current window started.
+    since: Instant,
+    /// Failures in it.
+    count: u32,
+}
+
+/// Failures per window that cost nothing.
+const FREE: u32 = 5;
+/// The window.
+const WINDOW: Duration = Duration::from_secs(60);
+/// Added per failure past the free ones.
+const STEP: Duration = Duration::from_millis(250);
+/// The longest delay.
+const MAX_DELAY: Duration = Duration::from_secs(5);
+/// Peers remembered at most; beyond, stale entries are dropped first and
+/// then everything (memory stays bounded under a flood of addresses).
+const MAX_PEERS: usize = 65_536;
+
+impl FailureBrake {
+    /// Records a failure from `peer`; returns how long to wait before
+    /// answering.
+    pub(crate) fn failed(&self, peer: IpAddr) -> Duration {
+        let now = Instant::now();
+        let mut peers = self.peers.lock().unwrap_or_else(PoisonError::into_inner);
+        if peers.len() >= MAX_PEERS {
+            peers.retain(|_, f| now.duration_since(f.since) < WINDOW);
+            if peers.len() >= MAX_PEERS {
+                peers.clear();
+            }
+        }
+        let entry = peers.entry(peer).or_insert(Failures {
+            since: now,
+            count: 0,
+        });
+        if now.duration_since(entry.since) >= WINDOW {
+            *entry = Failures {
+                since: now,
+                count: 0,
+            };
+        }
+        entry.count = entry.count.saturating_add(1);
+        STEP.saturating_mul(entry.count.saturating_sub(FREE))
+            .min(MAX_DELAY)
+    }
+}
+
+/// Answers an authentication failure after the brake's delay.
+pub(crate) async fn brake(brake: &FailureBrake, peer: Option<IpAddr>, err: AppError) -> AppError {
+    if err.status == StatusCode::UNAUTHORIZED
+        && let Some(peer) = peer
+    {
+        let delay = brake.failed(peer);
+        if !delay.is_zero() {
+            tracing::debug!(%peer, ?delay, "slowing down repeated authentication failures");
+            tokio::time::sleep(delay).await;
+        }
+    }
+    err
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(uri: &str, headers: &[(&str, &str)]) -> Parts {
+        let mut builder = http::Request::builder().uri(uri);
+        for (n, v) in headers {
+            builder = builder.header(*n, *v);
+        }
+        builder.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn token_sources_in_order() {
+        let all = parts(
+            "/x?authorization=from-query",
+            &[
+                ("authorization", "Bearer from-header"),
+                ("cookie", "a=b; mercureAuthorization=from-cookie"),
+            ],
+        );
+        assert_eq!(token(&all).unwrap().as_deref(), Some("from-header"));
+        let no_header = parts(
+            "/x?authorization=from-query",
+            &[("cookie", "mercureAuthorization=from-cookie")],
+        );
+        assert_eq!(token(&no_header).unwrap().as_deref(), Some("from-query"));
+        let cookie_only = parts(
+            "/x",
+            &[("cookie", "x=1; mercureAuthorization=\"from-cookie\"")],
+        );
+        assert_eq!(token(&cookie_only).unwrap().as_deref(), Some("from-cookie"));
+        assert_eq!(token(&parts("/x", &[])).unwrap(), None);
+        assert!(token(&parts("/x", &[("authorization", "Basic abc")])).is_err());
+    }
+
+    #[test]
+    fn dev_mode_publishes_from_loopback_only() {
+        let auth = AuthConfig::default();
+        let request = parts("/x", &[]);
+        let loopback: [IpAddr; 2] = [[127, 0, 0, 1].into(), std::net::Ipv6Addr::LOCALHOST.into()];
+        for ip in loopback {
+            assert!(matches!(
+                auth.publisher(&request, Some(ip)),
+                Ok(PublishGrant::Loopback)
+            ));
+        }
+        let remote: IpAddr = [192, 0, 2, 7].into();
+        let err = auth.publisher(&request, Some(remote)).unwrap_err();
+        assert_eq!(err.status, StatusCode::FORBIDDEN);
+        assert!(auth.publisher(&request, None).is_err());
+    }
+
+    #[test]
+    fn the_brake_grows_then_forgets() {
+        let brake = FailureBrake::default();
+        let ip: IpAddr = [127, 0, 0, 1].into();
+        let delays: Vec<Duration> = (0..8).map(|_| brake.failed(ip)).collect();
+        assert!(delays[..5].iter().all(Duration::is_zero));
+        assert_eq!(delays[5], STEP);
+        assert_eq!(delays[7], STEP * 3);
+        let other: IpAddr = [127, 0, 0, 2].into();
+        assert!(brake.failed(other).is_zero());
+    }
+}

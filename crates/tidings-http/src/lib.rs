@@ -1,0 +1,34 @@
+//! The hub's HTTP side.
+//!
+//! - [`app`] is every route as an axum `Router`, for tests and embedding.
+//! - [`server`] is the listener: it accepts connections, serves
+//!   subscribe requests that open a connection on its own lean path
+//!   (`raw`), hands everything else to hyper, and shuts down gracefully.
+//!
+//! **Architecture Invariant**: HTTP stays here. The hub core gets parsed
+//! [`tidings_core::Update`]s and [`tidings_core::SubscribeRequest`]s and
+//! gives back frames; it never sees a request or a socket.
+
+mod app;
+mod assets;
+mod auth;
+mod config;
+mod cors;
+mod error;
+mod form;
+pub mod metrics;
+mod prefixed;
+mod publish;
+mod raw;
+mod server;
+mod state;
+mod subscribe;
+pub mod tls;
+
+pub use app::{EVENTS_PATH, HUB_PATH, PUBLISH_PATH, app};
+pub use auth::AuthConfig;
+pub use config::ServerConfig;
+pub use cors::CorsConfig;
+pub use error::AppError;
+pub use server::{serve, shutdown_signal};
+pub use state::AppState;
