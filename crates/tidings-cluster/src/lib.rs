@@ -1,0 +1,61 @@
+//! Cluster engines for the hub: a log shared by several hubs, kept by an
+//! engine they all reach, behind `tidings-core`'s [`Cluster`] trait.
+//!
+//! - [`RedisCluster`]: a Redis Stream; publishes run one Lua script.
+//! - [`NatsCluster`]: a NATS JetStream stream.
+//!
+//! Both give every entry a place (its sequence number) that is the same on
+//! every hub and starts from the clock like a single hub's, keep publisher
+//! ids with the single-node rules (same content: a retry that keeps its old
+//! place; other content: a conflict), map the history limits onto the
+//! engine's own, fail publishes fast when the engine is unreachable, and
+//! let a follower resume from its last place once the engine is back.
+//!
+//! [`connect`] picks the engine from the `--cluster` URL ([`EngineUrl`]).
+
+mod backoff;
+mod engine_url;
+mod nats;
+mod payload;
+mod redis;
+
+use std::sync::Arc;
+
+pub use engine_url::{EngineUrl, UrlError, redacted};
+pub use nats::NatsCluster;
+pub use redis::RedisCluster;
+use tidings_core::{Cluster, Retention};
+
+/// The cluster engine cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The URL is wrong.
+    #[error(transparent)]
+    Url(#[from] UrlError),
+    /// The engine did not answer.
+    #[error("cannot reach the cluster engine ({engine}): {message}")]
+    Unreachable {
+        /// Which engine.
+        engine: &'static str,
+        /// What went wrong.
+        message: String,
+    },
+    /// The engine answered but refused what the cluster needs.
+    #[error("cannot set the cluster engine up: {0}")]
+    Setup(String),
+}
+
+/// Connects to the engine of a `--cluster` URL, keeping `retention` in
+/// it. Needs a Tokio runtime.
+pub async fn connect(url: &str, retention: Retention) -> Result<Arc<dyn Cluster>, ConnectError> {
+    Ok(match EngineUrl::parse(url)? {
+        EngineUrl::Redis { url, prefix } => {
+            Arc::new(RedisCluster::connect(&url, &prefix, retention).await?)
+        }
+        EngineUrl::Nats {
+            url,
+            stream,
+            subject,
+        } => Arc::new(NatsCluster::connect(&url, &stream, &subject, retention).await?),
+    })
+}
