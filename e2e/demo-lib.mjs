@@ -1,0 +1,112 @@
+// Pieces shared by the demo's tests (tests/demo*.test.mjs, examples,
+// cross-origin): flags the built hub has, a direct subscription to compare
+// the page with, running example scripts.
+import { spawn } from 'node:child_process';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { BIN } from './lib.mjs';
+import { FetchEventSource } from '../crates/tidings-http/assets/sse.mjs';
+
+export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+
+/** What the demo page subscribes to. */
+export const DEMO_SELECTORS = [
+  'https://demo.tidings.dev/prices/{symbol}',
+  'https://demo.tidings.dev/scores/{match}',
+  'https://demo.tidings.dev/notifications',
+  'https://demo.tidings.dev/clock',
+];
+
+const helpText = new Promise((resolve) => {
+  const help = spawn(BIN, ['serve', '--help'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  let text = '';
+  help.stdout.on('data', (chunk) => {
+    text += chunk;
+  });
+  help.once('error', () => resolve(''));
+  help.once('exit', () => resolve(text));
+});
+
+/** Whether `tidings serve` has the flag `name` (e.g. `--cors-origin`). */
+export async function supports(name) {
+  return new RegExp(`(^|\\s)${name}[\\s=]`, 'm').test(await helpText);
+}
+
+/** The flags of a demo hub: `--demo`, and `--memory` where it exists. */
+export async function demoArgs() {
+  return (await supports('--memory')) ? ['--demo', '--memory'] : ['--demo'];
+}
+
+/**
+ * Subscribes from Node to `selectors` on the hub at `hubUrl` (directly, not
+ * through a page or proxy). Resolves once the stream is open to
+ * { events, ids, lastId(), close() }.
+ */
+export async function subscribeDirect(hubUrl, selectors = DEMO_SELECTORS, types = ['price', 'score', 'notification', 'clock', 'message']) {
+  const query = new URLSearchParams();
+  for (const s of selectors) query.append('topic', s);
+  const source = new FetchEventSource(`${hubUrl}/.well-known/mercure?${query}`, { retry: 200 });
+  const events = [];
+  for (const type of types) {
+    source.addEventListener(type, (e) => events.push({ type, data: e.data, id: e.lastEventId }));
+  }
+  await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('the direct subscription did not open')), 10000);
+    source.addEventListener('open', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+  return {
+    events,
+    get ids() {
+      return events.map((e) => e.id);
+    },
+    lastId: () => events.at(-1)?.id ?? '',
+    close: () => source.close(),
+  };
+}
+
+/**
+ * Runs `command args` with `env` added; resolves to { code, stdout, stderr }
+ * (rejects after `ms`, killing it).
+ */
+export function run(command, args, { env = {}, ms = 30000, cwd = ROOT } = {}) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c) => {
+      stdout += c;
+    });
+    child.stderr.on('data', (c) => {
+      stderr += c;
+    });
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`${command} ${args.join(' ')} did not finish within ${ms} ms\n${stdout}\n${stderr}`));
+    }, ms);
+    child.once('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+/**
+ * Whether `page` (the ids the page applied, in order) is a run of
+ * `direct` (every id a direct subscriber saw): the same ids in the same
+ * order, none missing in between, none twice.
+ */
+export function isRunOf(page, direct) {
+  if (page.length === 0 || new Set(page).size !== page.length) return false;
+  const start = direct.indexOf(page[0]);
+  if (start < 0) return false;
+  return page.every((id, i) => direct[start + i] === id);
+}
+
+export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
