@@ -1,0 +1,698 @@
+//! Auth and browser safety against the real binary: JWTs (HMAC and public
+//! keys), private updates, token sources, expiry, CORS, TLS with HTTP/2,
+//! tokens kept out of logs, and the brake on failing peers.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+use serde_json::json;
+use support::{TestHub, encode as pct};
+
+const SECRET: &str = "test-secret-for-tidings-0123456789";
+const HUB: &str = "/.well-known/mercure";
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn hs256(claims: &serde_json::Value) -> String {
+    encode(
+        &Header::new(Algorithm::HS256),
+        claims,
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+fn token(publish: &[&str], subscribe: &[&str]) -> String {
+    hs256(&json!({ "mercure": { "publish": publish, "subscribe": subscribe } }))
+}
+
+fn keys(name: &str) -> String {
+    format!(
+        "{}/crates/tidings-auth/tests/keys/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+fn target(selectors: &[&str]) -> String {
+    let query: Vec<String> = selectors
+        .iter()
+        .map(|s| format!("topic={}", pct(s)))
+        .collect();
+    format!("{HUB}?{}", query.join("&"))
+}
+
+async fn publish_with(hub: &TestHub, body: &str, auth: Option<&str>) -> support::Response {
+    let mut headers = vec![(
+        "Content-Type",
+        "application/x-www-form-urlencoded".to_owned(),
+    )];
+    if let Some(token) = auth {
+        headers.push(("Authorization", bearer(token)));
+    }
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    hub.request("POST", HUB, &headers, body.as_bytes()).await
+}
+
+#[tokio::test]
+async fn publishing_needs_a_covering_token() {
+    let hub = TestHub::start(&["--jwt-key", SECRET]).await;
+    let mut watcher = hub
+        .subscribe(
+            &target(&["*"]),
+            &[("Authorization", &bearer(&token(&[], &["*"])))],
+        )
+        .await;
+    let missing = publish_with(&hub, "topic=a&data=x", None).await;
+    assert_eq!(missing.status, 401);
+    assert!(missing.json()["error"].is_string());
+    let wrong = encode(
+        &Header::new(Algorithm::HS256),
+        &json!({ "mercure": { "publish": ["*"] } }),
+        &EncodingKey::from_secret(b"another secret"),
+    )
+    .unwrap();
+    assert_eq!(
+        publish_with(&hub, "topic=a&data=x", Some(&wrong))
+            .await
+            .status,
+        401
+    );
+    let narrow = token(&["https://example.com/books/{id}"], &[]);
+    let partial = publish_with(
+        &hub,
+        "topic=https%3A%2F%2Fexample.com%2Fbooks%2F1&topic=other&data=x",
+        Some(&narrow),
+    )
+    .await;
+    assert_eq!(
+        partial.status, 403,
+        "every topic must be covered: no partial dispatch"
+    );
+    let empty = token(&[], &[]);
+    assert_eq!(
+        publish_with(&hub, "topic=a&data=x", Some(&empty))
+            .await
+            .status,
+        403
+    );
+    let ok = publish_with(
+        &hub,
+        "topic=https%3A%2F%2Fexample.com%2Fbooks%2F1&data=allowed",
+        Some(&narrow),
+    )
+    .await;
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    // Only the allowed publish went out.
+    assert_eq!(watcher.next_event().await.unwrap().data, "allowed");
+    watcher.no_event_within(Duration::from_millis(200)).await;
+
+    // The token may also come from the query or the cookie.
+    let all = token(&["*"], &[]);
+    let by_query = hub
+        .request(
+            "POST",
+            &format!("{HUB}?authorization={all}"),
+            &[("Content-Type", "application/x-www-form-urlencoded")],
+            b"topic=q&data=1",
+        )
+        .await;
+    assert_eq!(by_query.status, 200);
+    let cookie = format!("mercureAuthorization={all}");
+    let by_cookie = hub
+        .request(
+            "POST",
+            HUB,
+            &[
+                ("Content-Type", "application/x-www-form-urlencoded"),
+                ("Cookie", &cookie),
+            ],
+            b"topic=c&data=1",
+        )
+        .await;
+    assert_eq!(by_cookie.status, 200);
+    // Only the first source present counts: a bad header hides a good cookie.
+    let shadowed = hub
+        .request(
+            "POST",
+            HUB,
+            &[
+                ("Content-Type", "application/x-www-form-urlencoded"),
+                ("Authorization", &bearer("garbage")),
+                ("Cookie", &cookie),
+            ],
+            b"topic=c&data=1",
+        )
+        .await;
+    assert_eq!(shadowed.status, 401);
+}
+
+#[tokio::test]
+async fn public_key_tokens_and_no_algorithm_confusion() {
+    let hub = TestHub::start(&["--jwt-key-file", &keys("rsa.pub")]).await;
+    let private = std::fs::read(keys("rsa.key")).unwrap();
+    let rs256 = encode(
+        &Header::new(Algorithm::RS256),
+        &json!({ "mercure": { "publish": ["*"] } }),
+        &EncodingKey::from_rsa_pem(&private).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        publish_with(&hub, "topic=a&data=x", Some(&rs256))
+            .await
+            .status,
+        200
+    );
+    // Signed HS256 with the public key as the secret: refused.
+    let public = std::fs::read(keys("rsa.pub")).unwrap();
+    let forged = encode(
+        &Header::new(Algorithm::HS256),
+        &json!({ "mercure": { "publish": ["*"] } }),
+        &EncodingKey::from_secret(&public),
+    )
+    .unwrap();
+    assert_eq!(
+        publish_with(&hub, "topic=a&data=x", Some(&forged))
+            .await
+            .status,
+        401
+    );
+    let none = format!(
+        "{}.{}.",
+        b64(br#"{"alg":"none","typ":"JWT"}"#),
+        b64(br#"{"mercure":{"publish":["*"]}}"#)
+    );
+    assert_eq!(
+        publish_with(&hub, "topic=a&data=x", Some(&none))
+            .await
+            .status,
+        401
+    );
+}
+
+fn b64(bytes: &[u8]) -> String {
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, b)| acc | u32::from(*b) << (16 - 8 * i));
+        for i in 0..=chunk.len() {
+            out.push(char::from(ABC[((n >> (18 - 6 * i)) & 63) as usize]));
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn separate_publisher_and_subscriber_keys() {
+    let hub = TestHub::start(&[
+        "--publisher-jwt-key",
+        "pub-secret",
+        "--subscriber-jwt-key",
+        "sub-secret",
+    ])
+    .await;
+    let pub_token = encode(
+        &Header::new(Algorithm::HS256),
+        &json!({ "mercure": { "publish": ["*"] } }),
+        &EncodingKey::from_secret(b"pub-secret"),
+    )
+    .unwrap();
+    let sub_token = encode(
+        &Header::new(Algorithm::HS256),
+        &json!({ "mercure": { "subscribe": ["*"] } }),
+        &EncodingKey::from_secret(b"sub-secret"),
+    )
+    .unwrap();
+    let mut sub = hub
+        .subscribe(&target(&["k"]), &[("Authorization", &bearer(&sub_token))])
+        .await;
+    assert_eq!(sub.status, 200);
+    // The subscriber key does not publish, and the publisher key does not subscribe.
+    assert_eq!(
+        publish_with(&hub, "topic=k&data=x", Some(&sub_token))
+            .await
+            .status,
+        401
+    );
+    let refused = hub
+        .request(
+            "GET",
+            &target(&["k"]),
+            &[("Authorization", &bearer(&pub_token))],
+            b"",
+        )
+        .await;
+    assert_eq!(refused.status, 401);
+    assert_eq!(
+        publish_with(&hub, "topic=k&data=secret&private=on", Some(&pub_token))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(sub.next_event().await.unwrap().data, "secret");
+}
+
+#[tokio::test]
+async fn anonymous_subscribers_can_be_refused() {
+    let hub = TestHub::start(&["--jwt-key", SECRET, "--no-anonymous"]).await;
+    let refused = hub.request("GET", &target(&["a"]), &[], b"").await;
+    assert_eq!(refused.status, 401);
+    assert!(refused.json()["error"].is_string());
+    let ok = hub
+        .subscribe(
+            &target(&["a"]),
+            &[("Authorization", &bearer(&token(&[], &[])))],
+        )
+        .await;
+    assert_eq!(ok.status, 200);
+}
+
+#[tokio::test]
+async fn streams_close_when_the_token_expires() {
+    let hub = TestHub::start(&["--jwt-key", SECRET, "--jwt-leeway", "0"]).await;
+    let short = hs256(&json!({ "exp": now() + 2, "mercure": { "subscribe": ["*"] } }));
+    let mut stream = hub
+        .subscribe(&target(&["e"]), &[("Authorization", &bearer(&short))])
+        .await;
+    assert_eq!(stream.status, 200);
+    let started = Instant::now();
+    let events = stream.until_end().await;
+    assert!(events.is_empty());
+    let lasted = started.elapsed();
+    assert!(
+        lasted >= Duration::from_millis(500),
+        "closed too early: {lasted:?}"
+    );
+    let expired = hs256(&json!({ "exp": now() - 10, "mercure": {} }));
+    assert_eq!(
+        hub.request(
+            "GET",
+            &target(&["e"]),
+            &[("Authorization", &bearer(&expired))],
+            b""
+        )
+        .await
+        .status,
+        401
+    );
+}
+
+/// A tiny deterministic generator (no dependency needed for a test).
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        self.0 >> 33
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// Topics are `https://r.test/g{G}/i{I}`; selectors are exact topics, a
+/// group's template, an item-number template across groups, or `*`. The
+/// model below decides matches by construction, independently of the
+/// hub's selector code.
+#[derive(Debug, Clone)]
+enum Sel {
+    Exact(u64, u64),
+    Group(u64),
+    Item(u64),
+    Any,
+}
+
+impl Sel {
+    fn text(&self) -> String {
+        match self {
+            Self::Exact(g, i) => format!("https://r.test/g{g}/i{i}"),
+            Self::Group(g) => format!("https://r.test/g{g}/{{item}}"),
+            Self::Item(i) => format!("https://r.test/{{group}}/i{i}"),
+            Self::Any => "*".to_owned(),
+        }
+    }
+
+    fn matches(&self, (g, i): (u64, u64)) -> bool {
+        match *self {
+            Self::Exact(sg, si) => sg == g && si == i,
+            Self::Group(sg) => sg == g,
+            Self::Item(si) => si == i,
+            Self::Any => true,
+        }
+    }
+
+    fn random(rng: &mut Lcg) -> Self {
+        match rng.below(10) {
+            0..=4 => Self::Exact(rng.below(4), rng.below(4)),
+            5..=6 => Self::Group(rng.below(4)),
+            7..=8 => Self::Item(rng.below(4)),
+            _ => Self::Any,
+        }
+    }
+}
+
+#[tokio::test]
+async fn private_updates_reach_exactly_the_authorized() {
+    let seed = now();
+    let mut rng = Lcg(seed);
+    let hub = TestHub::start(&["--jwt-key", SECRET]).await;
+    let publisher = token(&["*"], &[]);
+    struct Sub {
+        selectors: Vec<Sel>,
+        claims: Option<Vec<Sel>>,
+        stream: support::Stream,
+    }
+    let mut subs = Vec::new();
+    for _ in 0..24 {
+        let selectors: Vec<Sel> = (0..=rng.below(3)).map(|_| Sel::random(&mut rng)).collect();
+        let claims: Option<Vec<Sel>> =
+            (rng.below(10) < 7).then(|| (0..rng.below(3)).map(|_| Sel::random(&mut rng)).collect());
+        let mut texts: Vec<String> = selectors.iter().map(Sel::text).collect();
+        texts.push("https://r.test/end".to_owned());
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let auth = claims.as_ref().map(|c| {
+            let claim_texts: Vec<String> = c.iter().map(Sel::text).collect();
+            let claim_refs: Vec<&str> = claim_texts.iter().map(String::as_str).collect();
+            bearer(&token(&[], &claim_refs))
+        });
+        let headers: Vec<(&str, &str)> =
+            auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+        let stream = hub.subscribe(&target(&refs), &headers).await;
+        assert_eq!(stream.status, 200);
+        subs.push(Sub {
+            selectors,
+            claims,
+            stream,
+        });
+    }
+    let mut updates = Vec::new();
+    for n in 0..120 {
+        let topics: Vec<(u64, u64)> = (0..=rng.below(2))
+            .map(|_| (rng.below(4), rng.below(4)))
+            .collect();
+        let private = rng.below(10) < 4;
+        let mut body: String = topics
+            .iter()
+            .map(|(g, i)| format!("topic={}&", pct(&format!("https://r.test/g{g}/i{i}"))))
+            .collect();
+        body.push_str(&format!("data=u{n}"));
+        if private {
+            body.push_str("&private=on");
+        }
+        let response = publish_with(&hub, &body, Some(&publisher)).await;
+        assert_eq!(response.status, 200, "{}", response.text());
+        updates.push((format!("u{n}"), topics, private));
+    }
+    assert_eq!(
+        publish_with(
+            &hub,
+            "topic=https%3A%2F%2Fr.test%2Fend&data=end",
+            Some(&publisher)
+        )
+        .await
+        .status,
+        200
+    );
+    for (index, sub) in subs.iter_mut().enumerate() {
+        let expected: BTreeSet<String> = updates
+            .iter()
+            .filter(|(_, topics, private)| {
+                let wanted = sub
+                    .selectors
+                    .iter()
+                    .any(|s| topics.iter().any(|t| s.matches(*t)));
+                let allowed = !private
+                    || sub
+                        .claims
+                        .as_ref()
+                        .is_some_and(|c| c.iter().any(|s| topics.iter().any(|t| s.matches(*t))));
+                wanted && allowed
+            })
+            .map(|(data, _, _)| data.clone())
+            .collect();
+        let mut got = Vec::new();
+        loop {
+            let event = sub.stream.next_event().await.unwrap();
+            if event.data == "end" {
+                break;
+            }
+            got.push(event.data);
+        }
+        let got_set: BTreeSet<String> = got.iter().cloned().collect();
+        assert_eq!(
+            got.len(),
+            got_set.len(),
+            "seed {seed}, subscriber {index}: duplicates"
+        );
+        assert_eq!(
+            got_set, expected,
+            "seed {seed}, subscriber {index}: selectors {:?}, claims {:?}",
+            sub.selectors, sub.claims
+        );
+    }
+}
+
+#[tokio::test]
+async fn cors_allow_list() {
+    let hub = TestHub::start(&["--cors-origin", "http://app.test:3000"]).await;
+    // The stream (lean path), listed origin.
+    let stream = hub
+        .subscribe(&target(&["c"]), &[("Origin", "http://app.test:3000")])
+        .await;
+    assert_eq!(
+        stream.header("access-control-allow-origin"),
+        Some("http://app.test:3000")
+    );
+    assert_eq!(
+        stream.header("access-control-allow-credentials"),
+        Some("true")
+    );
+    let unlisted = hub
+        .subscribe(&target(&["c"]), &[("Origin", "http://evil.test")])
+        .await;
+    assert_eq!(unlisted.header("access-control-allow-origin"), None);
+    // Publishing (hyper path).
+    let response = hub
+        .request(
+            "POST",
+            "/publish",
+            &[
+                ("Content-Type", "application/x-www-form-urlencoded"),
+                ("Origin", "http://app.test:3000"),
+            ],
+            b"topic=c&data=x",
+        )
+        .await;
+    assert_eq!(
+        response.header("access-control-allow-origin"),
+        Some("http://app.test:3000")
+    );
+    // Preflight for the headers EventSource and fetch send.
+    let preflight = hub
+        .request(
+            "OPTIONS",
+            HUB,
+            &[
+                ("Origin", "http://app.test:3000"),
+                ("Access-Control-Request-Method", "GET"),
+                (
+                    "Access-Control-Request-Headers",
+                    "last-event-id, authorization",
+                ),
+            ],
+            b"",
+        )
+        .await;
+    assert_eq!(preflight.status, 204);
+    assert_eq!(
+        preflight.header("access-control-allow-origin"),
+        Some("http://app.test:3000")
+    );
+    assert_eq!(
+        preflight.header("access-control-allow-headers"),
+        Some("last-event-id, authorization")
+    );
+    assert!(
+        preflight
+            .header("access-control-allow-methods")
+            .unwrap()
+            .contains("GET")
+    );
+    let bad = hub
+        .request(
+            "OPTIONS",
+            HUB,
+            &[
+                ("Origin", "http://evil.test"),
+                ("Access-Control-Request-Method", "GET"),
+            ],
+            b"",
+        )
+        .await;
+    assert_eq!(bad.header("access-control-allow-origin"), None);
+
+    let star = TestHub::start(&["--cors-origin", "*"]).await;
+    let stream = star
+        .subscribe(&target(&["c"]), &[("Origin", "http://any.test")])
+        .await;
+    assert_eq!(stream.header("access-control-allow-origin"), Some("*"));
+    assert_eq!(
+        stream.header("access-control-allow-credentials"),
+        None,
+        "never * with credentials"
+    );
+}
+
+#[tokio::test]
+async fn tls_with_http2_and_http1() {
+    let dir = std::env::temp_dir().join(format!("tidings-tls-{}-{}", std::process::id(), now()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    let status = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "1",
+        ])
+        .args([
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl is needed for this test");
+    assert!(status.success());
+    let hub = TestHub::start(&[
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ])
+    .await;
+    let url = format!("https://{}{HUB}?topic=tls", hub.addr);
+    let curl = |version: &'static str| {
+        tokio::process::Command::new("curl")
+            .args(["-sN", version, "--max-time", "4", "--cacert"])
+            .arg(&cert)
+            .args(["-w", "\n%{http_version}\n", &url])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let h2 = curl("--http2");
+    let h1 = curl("--http1.1");
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let published = tokio::process::Command::new("curl")
+        .args(["-s", "--cacert"])
+        .arg(&cert)
+        .args([
+            "-d",
+            "topic=tls&data=over+tls",
+            &format!("https://{}{HUB}", hub.addr),
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(String::from_utf8_lossy(&published.stdout).starts_with("urn:tidings:"));
+    for (child, version) in [(h2, "2"), (h1, "1.1")] {
+        let out = child.wait_with_output().await.unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("data: over tls"), "HTTP/{version}: {text}");
+        assert_eq!(text.trim_end().lines().last(), Some(version), "{text}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn tokens_never_reach_the_logs() {
+    let hub = TestHub::start(&["--jwt-key", SECRET, "--log", "trace"]).await;
+    let good = token(&["*"], &["*"]);
+    let bad = format!("{good}tampered");
+    for t in [&good, &bad] {
+        let _ = publish_with(&hub, "topic=l&data=x", Some(t)).await;
+        drop(
+            hub.subscribe(&format!("{}&authorization={t}", target(&["l"])), &[])
+                .await,
+        );
+        let cookie = format!("mercureAuthorization={t}");
+        let _ = hub
+            .request(
+                "POST",
+                HUB,
+                &[
+                    ("Content-Type", "application/x-www-form-urlencoded"),
+                    ("Cookie", &cookie),
+                ],
+                b"topic=l",
+            )
+            .await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let log = hub.log.lock().unwrap().join("\n");
+    assert!(!log.is_empty());
+    let signature = good.rsplit('.').next().unwrap();
+    assert!(!log.contains(signature), "a token signature is in the log");
+    assert!(!log.contains(&good[..20]), "a token is in the log");
+}
+
+#[tokio::test]
+async fn repeated_failures_are_slowed_down() {
+    let hub = TestHub::start(&["--jwt-key", SECRET]).await;
+    let mut times = Vec::new();
+    for _ in 0..8 {
+        let started = Instant::now();
+        let response = publish_with(&hub, "topic=a&data=x", Some("not-a-token")).await;
+        assert_eq!(response.status, 401);
+        times.push(started.elapsed());
+    }
+    // The first five cost nothing extra; then 250 ms more each time.
+    assert!(times[6] >= Duration::from_millis(450), "{times:?}");
+    assert!(times[7] >= Duration::from_millis(700), "{times:?}");
+    // A valid token still goes through at once.
+    let started = Instant::now();
+    assert_eq!(
+        publish_with(&hub, "topic=a&data=x", Some(&token(&["*"], &[])))
+            .await
+            .status,
+        200
+    );
+    assert!(started.elapsed() < Duration::from_millis(450) || cfg!(debug_assertions));
+}
