@@ -501,57 +501,7 @@ async fn followers_keep_up(kind: Kind) {
         worst = worst.max(sent.elapsed());
     }
     publishing.await.unwrap();
-    assert!(worst < Duration::from_secs(1), "an entry took {worst:?}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scratch_stall() {
-    let engine = Engine::start(Kind::Nats).await;
-    let hubs = [
-        cluster(&engine, unlimited()).await,
-        cluster(&engine, unlimited()).await,
-        cluster(&engine, unlimited()).await,
-    ];
-    let t0 = Instant::now();
-    let mut followers = Vec::new();
-    for (h, hub) in hubs.iter().enumerate() {
-        let mut log = hub.follow(0);
-        followers.push(tokio::spawn(async move {
-            let mut last = Instant::now();
-            let mut worst = Duration::ZERO;
-            for _ in 0..300 {
-                take(&mut log, 1).await;
-                let gap = last.elapsed();
-                if gap > Duration::from_millis(500) {
-                    tracing::warn!(h, gap = ?gap, at = ?t0.elapsed(), "gap");
-                }
-                worst = worst.max(gap);
-                last = Instant::now();
-            }
-            worst
-        }));
-    }
-    let start_ms: u64 = std::env::var("START_MS").map_or(3900, |v| v.parse().unwrap());
-    tokio::time::sleep(Duration::from_millis(start_ms)).await;
-    let mut pubs = Vec::new();
-    for h in 0..3 {
-        let writer = Arc::clone(&hubs[h]);
-        pubs.push(tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(Duration::from_millis(60));
-            for i in 0..100 {
-                ticker.tick().await;
-                writer
-                    .append(&[update("t", &i.to_string(), None)], now_ms())
-                    .await
-                    .unwrap();
-            }
-        }));
-    }
-    for p in pubs {
-        p.await.unwrap();
-    }
-    for f in followers {
-        let w = f.await.unwrap();
-        tracing::warn!(?w, "worst");
-    }
+    // Not a speed target: a follower that stalls until a pull expires (5 s)
+    // fails this; a noisy machine's scheduling delays do not.
+    assert!(worst < Duration::from_secs(3), "an entry took {worst:?}");
 }
