@@ -122,8 +122,9 @@ async fn places_follow_and_bounds(kind: Kind) {
         assert_eq!(p.id, format!("urn:tidings:{}", p.seq));
         assert!(!p.duplicate);
     }
-    // Places start from the clock, in microseconds.
-    let now_us = u128::from(now_ms()) * 1000;
+    // Places start from the clock, in microseconds (`now_ms` drops the
+    // microseconds of the current millisecond: allow them).
+    let now_us = u128::from(now_ms()) * 1000 + 999;
     let first = u128::from(seqs[0]);
     assert!(
         first <= now_us && first + 120_000_000 > now_us,

@@ -112,3 +112,16 @@ fn decode_long_line(bencher: Bencher<'_, '_>) {
         .counter(BytesCount::new(s.len()))
         .bench(|| decode_all(black_box(&s), 64 * 1024));
 }
+
+/// The peer of `decode_long_line`: one copy of the same bytes, i.e. what
+/// memory bandwidth allows on this machine in the same run. The decoder
+/// finds the line end, validates UTF-8 and copies the line into the event's
+/// data, so its ratio to this copy is the number to read.
+#[divan::bench]
+fn copy_long_line(bencher: Bencher<'_, '_>) {
+    let data = "y".repeat(1 << 20);
+    let s = stream(&data, 4);
+    bencher
+        .counter(BytesCount::new(s.len()))
+        .bench(|| black_box(&s).to_vec());
+}
