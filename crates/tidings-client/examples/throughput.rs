@@ -8,6 +8,10 @@
 //! user + system) is the whole cost of receiving, parsing and handing out
 //! the events.
 //!
+//! The peer, measured the same way in the same run: a plain reqwest GET
+//! whose body goes through `eventsource-stream` (the parser under
+//! `reqwest-eventsource`), with no reconnection logic around it.
+//!
 //! ```sh
 //! cargo run --release -p tidings-client --example throughput [SMALL_EVENTS] [LARGE_EVENTS]
 //! ```
@@ -40,20 +44,36 @@ fn main() -> Result<(), Box<dyn Error>> {
     let big = "x".repeat(4096);
     for (name, data, count) in [("~50 B", SMALL, small), ("4 KiB", big.as_str(), large)] {
         let event = encode(&Event::new(data).id(ID))?;
-        let report = runtime.block_on(measure(&event, count))?;
+        let ours = runtime.block_on(measure(&event, count, Client::Tidings))?;
+        let peer = runtime.block_on(measure(&event, count, Client::EventsourceStream))?;
+        for (client, report) in [("tidings-client", &ours), ("eventsource-stream", &peer)] {
+            println!(
+                "{name} events ({} B data, {} B on the wire), {client}: {} events in {:.2} s: \
+                 {:.2} M events/s, {:.0} MB/s, {:.3} µs CPU per event (client thread)",
+                data.len(),
+                event.len(),
+                report.events,
+                report.wall.as_secs_f64(),
+                report.events as f64 / report.wall.as_secs_f64() / 1e6,
+                (report.events * event.len() as u64) as f64 / report.wall.as_secs_f64() / 1e6,
+                report.cpu_per_event_us(),
+            );
+        }
         println!(
-            "{name} events ({} B data, {} B on the wire): {} events in {:.2} s: \
-             {:.2} M events/s, {:.0} MB/s, {:.3} µs CPU per event (client thread)",
-            data.len(),
-            event.len(),
-            report.events,
-            report.wall.as_secs_f64(),
-            report.events as f64 / report.wall.as_secs_f64() / 1e6,
-            (report.events * event.len() as u64) as f64 / report.wall.as_secs_f64() / 1e6,
-            report.cpu.as_secs_f64() * 1e6 / report.events as f64,
+            "{name} events: tidings-client vs eventsource-stream: CPU per event x{:.2}",
+            ours.cpu_per_event_us() / peer.cpu_per_event_us()
         );
     }
     Ok(())
+}
+
+/// Which client reads the stream.
+#[derive(Clone, Copy)]
+enum Client {
+    /// `tidings_client::EventSource`.
+    Tidings,
+    /// reqwest's body stream through `eventsource_stream::Eventsource`.
+    EventsourceStream,
 }
 
 /// What one run measured.
@@ -66,16 +86,41 @@ struct Report {
     cpu: Duration,
 }
 
+impl Report {
+    fn cpu_per_event_us(&self) -> f64 {
+        self.cpu.as_secs_f64() * 1e6 / self.events as f64
+    }
+}
+
 /// Serves `count` copies of `event` to one client and times the client.
-async fn measure(event: &[u8], count: u64) -> Result<Report, Box<dyn Error>> {
+async fn measure(event: &[u8], count: u64, client: Client) -> Result<Report, Box<dyn Error>> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let url = format!("http://{}/", listener.local_addr()?);
     let event = event.to_vec();
     let server = std::thread::spawn(move || serve(&listener, &event, count));
 
-    let mut source = EventSource::new(&url)?;
     let cpu_before = thread_cpu()?;
     let start = Instant::now();
+    let events = match client {
+        Client::Tidings => read_tidings(&url).await?,
+        Client::EventsourceStream => read_peer(&url).await?,
+    };
+    let wall = start.elapsed();
+    let cpu = thread_cpu()?.saturating_sub(cpu_before);
+    server
+        .join()
+        .map_err(|_| "the server thread panicked")?
+        .map_err(|e| format!("server: {e}"))?;
+    if events != count {
+        return Err(format!("received {events} events of {count}").into());
+    }
+    Ok(Report { events, wall, cpu })
+}
+
+/// Counts the events `tidings_client::EventSource` reads until the stream
+/// ends.
+async fn read_tidings(url: &str) -> Result<u64, Box<dyn Error>> {
+    let mut source = EventSource::new(url)?;
     let mut events = 0u64;
     while let Some(item) = source.next().await {
         match item? {
@@ -87,17 +132,32 @@ async fn measure(event: &[u8], count: u64) -> Result<Report, Box<dyn Error>> {
             Sse::Open(_) | Sse::Comment(_) => {}
         }
     }
-    let wall = start.elapsed();
-    let cpu = thread_cpu()?.saturating_sub(cpu_before);
     source.close();
-    server
-        .join()
-        .map_err(|_| "the server thread panicked")?
-        .map_err(|e| format!("server: {e}"))?;
-    if events != count {
-        return Err(format!("received {events} events of {count}").into());
+    Ok(events)
+}
+
+/// Counts the events `eventsource-stream` parses from a plain reqwest body.
+async fn read_peer(url: &str) -> Result<u64, Box<dyn Error>> {
+    use eventsource_stream::Eventsource as _;
+    let response = reqwest::Client::new()
+        .get(url)
+        .header("Accept", "text/event-stream")
+        .send()
+        .await?;
+    let mut stream = response.bytes_stream().eventsource();
+    let mut events = 0u64;
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(event) => {
+                events += 1;
+                std::hint::black_box(event);
+            }
+            // The server closing its end is how every run ends.
+            Err(eventsource_stream::EventStreamError::Transport(_)) => break,
+            Err(e) => return Err(e.to_string().into()),
+        }
     }
-    Ok(Report { events, wall, cpu })
+    Ok(events)
 }
 
 /// Accepts one connection and writes `count` events to it, about 1 MiB per
