@@ -297,31 +297,27 @@ mod tests {
 
     #[test]
     fn anchoring_literals() {
-        let anchors = |source: &str| -> Vec<bool> {
+        // One flag of every literal piece, picked by `flag`.
+        let flags = |source: &str, flag: fn(&Piece) -> Option<bool>| -> Vec<bool> {
             let template = compile(source);
             let (_, _, pieces, _) = template.parts_for_tests();
-            pieces
-                .iter()
-                .filter_map(|piece| match piece {
-                    Piece::Literal {
-                        ends_run_before, ..
-                    } => Some(*ends_run_before),
-                    Piece::Expression { .. } => None,
-                })
-                .collect()
+            pieces.iter().filter_map(flag).collect()
         };
-        let anchors_backward = |source: &str| -> Vec<bool> {
-            let template = compile(source);
-            let (_, _, pieces, _) = template.parts_for_tests();
-            pieces
-                .iter()
-                .filter_map(|piece| match piece {
-                    Piece::Literal {
-                        starts_run_after, ..
-                    } => Some(*starts_run_after),
-                    Piece::Expression { .. } => None,
-                })
-                .collect()
+        let anchors = |source: &str| {
+            flags(source, |piece| match piece {
+                Piece::Literal {
+                    ends_run_before, ..
+                } => Some(*ends_run_before),
+                Piece::Expression { .. } => None,
+            })
+        };
+        let anchors_backward = |source: &str| {
+            flags(source, |piece| match piece {
+                Piece::Literal {
+                    starts_run_after, ..
+                } => Some(*starts_run_after),
+                Piece::Expression { .. } => None,
+            })
         };
         assert_eq!(anchors_backward("{+a}/x/{b}"), [true]);
         assert_eq!(anchors_backward("{+a}/x/{+b}"), [false]);
