@@ -110,3 +110,36 @@ export function isRunOf(page, direct) {
 }
 
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Watches the page's stream requests (to the hub URL) and gives probes of the
+ * demo page: `streams` (url, resource type, headers sent), `sent()` (the
+ * streams once their headers are known), `badge()` (the connection badge's
+ * state), `state()` (the page's `window.tidingsDemo.state`) and `caughtUp()`
+ * (that state when the page has exactly what `direct` has, else null).
+ */
+export function watchDemo(page, direct) {
+  const streams = [];
+  const pending = [];
+  page.on('request', (request) => {
+    if (!request.url().includes('/.well-known/mercure')) return;
+    const entry = { url: request.url(), type: request.resourceType(), headers: {} };
+    streams.push(entry);
+    // What was sent; a request that failed may only have what was asked.
+    const headers = request.allHeaders().catch(() => request.headers());
+    pending.push(headers.then((h) => {
+      entry.headers = h;
+    }));
+  });
+  const sent = async () => {
+    await Promise.all(pending);
+    return streams;
+  };
+  const badge = () => page.getAttribute('#status', 'data-state');
+  const state = () => page.evaluate(() => window.tidingsDemo.state);
+  const caughtUp = async () => {
+    const s = await state();
+    return s.lastEventId === direct.lastId() && isRunOf(s.ids, direct.ids) ? s : null;
+  };
+  return { streams, sent, badge, state, caughtUp };
+}

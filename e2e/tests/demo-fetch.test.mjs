@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startHub, startProxy, launchBrowser, waitFor } from '../lib.mjs';
-import { demoArgs, isRunOf, sleep, subscribeDirect } from '../demo-lib.mjs';
+import { demoArgs, sleep, subscribeDirect, watchDemo } from '../demo-lib.mjs';
 
 test('the fetch() variant updates, reconnects with Last-Event-ID and catches up exactly', async () => {
   const hub = await startHub(await demoArgs());
@@ -18,28 +18,7 @@ test('the fetch() variant updates, reconnects with Last-Event-ID and catches up 
     const problems = [];
     page.on('pageerror', (err) => problems.push(err.message));
     // Every stream request the page makes, with the headers it sent.
-    const streams = [];
-    const pending = [];
-    page.on('request', (request) => {
-      if (!request.url().includes('/.well-known/mercure')) return;
-      const entry = { url: request.url(), type: request.resourceType(), headers: {} };
-      streams.push(entry);
-      // What was sent; a request that failed may only have what was asked.
-      const headers = request.allHeaders().catch(() => request.headers());
-      pending.push(headers.then((h) => {
-        entry.headers = h;
-      }));
-    });
-    const sent = async () => {
-      await Promise.all(pending);
-      return streams;
-    };
-    const badge = () => page.getAttribute('#status', 'data-state');
-    const state = () => page.evaluate(() => window.tidingsDemo.state);
-    const caughtUp = async () => {
-      const s = await state();
-      return s.lastEventId === direct.lastId() && isRunOf(s.ids, direct.ids) ? s : null;
-    };
+    const { streams, sent, badge, state, caughtUp } = watchDemo(page, direct);
 
     await page.goto(`${proxy.url}/fetch.html`);
     assert.equal(await page.textContent('#variant'), 'fetch()');

@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { startHub, startProxy, launchBrowser, waitFor } from '../lib.mjs';
-import { ROOT, demoArgs, isRunOf, sleep, subscribeDirect } from '../demo-lib.mjs';
+import { ROOT, demoArgs, sleep, subscribeDirect, watchDemo } from '../demo-lib.mjs';
 
 const SCREENSHOT = process.env.DEMO_SCREENSHOT ?? join(ROOT, 'docs', 'demo.png');
 
@@ -32,28 +32,7 @@ test('the demo page updates, catches up after a cut and a reload, with no duplic
     });
     // Every stream request the page makes, with the headers it sent.
     // Every stream request the page makes, with the headers it sent.
-    const streams = [];
-    const pending = [];
-    page.on('request', (request) => {
-      if (!request.url().includes('/.well-known/mercure')) return;
-      const entry = { url: request.url(), headers: {} };
-      streams.push(entry);
-      // What was sent; a request that failed may only have what was asked.
-      const headers = request.allHeaders().catch(() => request.headers());
-      pending.push(headers.then((h) => {
-        entry.headers = h;
-      }));
-    });
-    const sent = async () => {
-      await Promise.all(pending);
-      return streams;
-    };
-    const badge = () => page.getAttribute('#status', 'data-state');
-    const state = () => page.evaluate(() => window.tidingsDemo.state);
-    const caughtUp = async () => {
-      const s = await state();
-      return s.lastEventId === direct.lastId() && isRunOf(s.ids, direct.ids) ? s : null;
-    };
+    const { streams, sent, badge, state, caughtUp } = watchDemo(page, direct);
 
     await page.goto(`${proxy.url}/`);
     await waitFor(async () => (await badge()) === 'open', 10000, 'the badge to say open');
