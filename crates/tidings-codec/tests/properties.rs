@@ -9,7 +9,7 @@
 )]
 
 use proptest::prelude::*;
-use tidings_codec::{Decoder, Event, Item, Limits, MessageEvent, encode};
+use tidings_codec::{DecodeError, Decoder, Event, Item, Limits, MessageEvent, encode};
 
 fn decode_chunks(chunks: &[&[u8]]) -> (Vec<Item>, String) {
     let mut decoder = Decoder::new();
@@ -19,6 +19,19 @@ fn decode_chunks(chunks: &[&[u8]]) -> (Vec<Item>, String) {
     }
     decoder.finish();
     (out, decoder.last_event_id().to_owned())
+}
+
+/// Decodes with `limits` until the first error: the items reported before
+/// it, and the error.
+fn decode_limited(chunks: &[&[u8]], limits: Limits) -> (Vec<Item>, Option<DecodeError>) {
+    let mut decoder = Decoder::with_limits(limits);
+    let mut out = Vec::new();
+    for chunk in chunks {
+        if let Err(err) = decoder.decode(chunk, |item| out.push(item)) {
+            return (out, Some(err));
+        }
+    }
+    (out, None)
 }
 
 /// Splits `bytes` at the given cut points (taken modulo its length).
@@ -67,6 +80,27 @@ fn stream_bytes() -> impl Strategy<Value = Vec<u8>> {
         any::<u8>().prop_map(|b| vec![b]),
     ];
     prop::collection::vec(token, 0..40).prop_map(|t| t.concat())
+}
+
+/// Whole lines, mostly `data` lines of every length, with any line break:
+/// what streaming data lines and the limits are about.
+fn line_stream() -> impl Strategy<Value = Vec<u8>> {
+    let line = prop_oneof![
+        4 => "[a-z ]{0,24}".prop_map(|v| format!("data:{v}")),
+        2 => "[a-z ]{0,24}".prop_map(|v| format!("data: {v}")),
+        1 => Just(String::from("data")),
+        1 => Just(String::new()),
+        1 => "[a-z]{0,6}".prop_map(|v| format!("id: {v}")),
+        1 => "[a-z ]{0,8}".prop_map(|v| format!(":{v}")),
+    ];
+    let end = prop_oneof![Just("\n"), Just("\r"), Just("\r\n")];
+    prop::collection::vec((line, end), 0..16).prop_map(|lines| {
+        lines
+            .into_iter()
+            .map(|(l, e)| l + e)
+            .collect::<String>()
+            .into_bytes()
+    })
 }
 
 fn text() -> impl Strategy<Value = String> {
@@ -128,6 +162,23 @@ proptest! {
         }));
         prop_assert_eq!(items, expected);
         prop_assert_eq!(last_id, id);
+    }
+
+    /// Limits give the same items and the same error in any chunking: a
+    /// long `data` line streamed into the data buffer (decode.rs) is held to
+    /// them exactly as a buffered line is.
+    #[test]
+    fn chunking_never_matters_under_limits(
+        bytes in prop_oneof![stream_bytes(), line_stream()],
+        cuts in prop::collection::vec(any::<usize>(), 0..12),
+        max_line in 0usize..48,
+        max_event in 0usize..48,
+    ) {
+        let limits = Limits { max_line, max_event };
+        let whole = decode_limited(&[&bytes], limits);
+        let single: Vec<&[u8]> = bytes.chunks(1).collect();
+        prop_assert_eq!(&whole, &decode_limited(&cut(&bytes, &cuts), limits));
+        prop_assert_eq!(&whole, &decode_limited(&single, limits));
     }
 
     #[test]
