@@ -8,7 +8,9 @@
     clippy::indexing_slicing
 )]
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+mod cli_support;
+
+use std::io::{BufReader, Read as _, Write as _};
 use std::net::TcpListener;
 use std::process::{Command, Output, Stdio};
 use std::thread;
@@ -56,19 +58,7 @@ fn publish(
     let server = thread::spawn(move || {
         let (stream, _) = listener.accept().unwrap();
         let mut reader = BufReader::new(stream.try_clone().unwrap());
-        let mut line = String::new();
-        reader.read_line(&mut line).unwrap();
-        let mut headers = Vec::new();
-        loop {
-            let mut header = String::new();
-            reader.read_line(&mut header).unwrap();
-            let header = header.trim_end();
-            if header.is_empty() {
-                break;
-            }
-            let (name, value) = header.split_once(':').unwrap();
-            headers.push((name.to_ascii_lowercase(), value.trim().to_owned()));
-        }
+        let (line, headers) = cli_support::read_head(&mut reader);
         let length: usize = headers
             .iter()
             .find(|(n, _)| n == "content-length")
@@ -86,7 +76,7 @@ fn publish(
         )
         .unwrap();
         Received {
-            line: line.trim_end().to_owned(),
+            line,
             headers,
             form,
         }

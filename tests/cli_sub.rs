@@ -8,6 +8,8 @@
     clippy::indexing_slicing
 )]
 
+mod cli_support;
+
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Output, Stdio};
@@ -50,23 +52,8 @@ fn accept(listener: &TcpListener, wait: Duration) -> Option<(TcpStream, Head)> {
     stream.set_nonblocking(false).unwrap();
     stream.set_nodelay(true).unwrap();
     let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut line = String::new();
-    reader.read_line(&mut line).unwrap();
-    let mut headers = Vec::new();
-    loop {
-        let mut header = String::new();
-        reader.read_line(&mut header).unwrap();
-        let header = header.trim_end();
-        if header.is_empty() {
-            break;
-        }
-        let (name, value) = header.split_once(':').unwrap();
-        headers.push((name.to_ascii_lowercase(), value.trim().to_owned()));
-    }
-    let head = Head {
-        line: line.trim_end().to_owned(),
-        headers,
-    };
+    let (line, headers) = cli_support::read_head(&mut reader);
+    let head = Head { line, headers };
     Some((stream, head))
 }
 
