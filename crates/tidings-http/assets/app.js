@@ -10,24 +10,22 @@ const demo = new Demo(variant);
 // For people poking around in the console, and for the browser tests.
 window.tidingsDemo = demo;
 
-function overEventSource() {
+/**
+ * Subscribes with `open()`, which makes the source (of the class `Source`)
+ * and reports its open and error states; feeds every event type to the page
+ * and lets the page's button close and reopen the subscription.
+ */
+function subscribe(Source, open) {
   let source = null;
   const connect = () => {
     demo.setStatus('connecting');
-    // After a reload the saved id goes in the query (`lastEventID`): a new
-    // EventSource cannot send headers. On its own reconnections the
-    // browser sends the `Last-Event-ID` header, which the hub prefers.
-    source = new EventSource(demo.subscribeUrl(true));
-    source.onopen = () => demo.setStatus('open');
-    source.onerror = () => {
-      demo.setStatus(source.readyState === EventSource.CLOSED ? 'closed' : 'reconnecting');
-    };
+    source = open();
     for (const type of [...TYPES, GAP, 'message']) {
       source.addEventListener(type, (e) => demo.receive(type, e.data, e.lastEventId));
     }
   };
   demo.onToggle = () => {
-    if (source && source.readyState !== EventSource.CLOSED) {
+    if (source && source.readyState !== Source.CLOSED) {
       source.close();
       demo.setStatus('closed');
     } else {
@@ -38,28 +36,28 @@ function overEventSource() {
   connect();
 }
 
+function overEventSource() {
+  subscribe(EventSource, () => {
+    // After a reload the saved id goes in the query (`lastEventID`): a new
+    // EventSource cannot send headers. On its own reconnections the
+    // browser sends the `Last-Event-ID` header, which the hub prefers.
+    const source = new EventSource(demo.subscribeUrl(true));
+    source.onopen = () => demo.setStatus('open');
+    source.onerror = () => {
+      demo.setStatus(source.readyState === EventSource.CLOSED ? 'closed' : 'reconnecting');
+    };
+    return source;
+  });
+}
+
 function overFetch() {
-  let source = null;
-  const connect = () => {
-    demo.setStatus('connecting');
+  subscribe(FetchEventSource, () => {
     // fetch() can send the header itself, on the first connection too.
-    source = new FetchEventSource(demo.subscribeUrl(false), { lastEventId: demo.state.lastEventId, retry: 2000 });
+    const source = new FetchEventSource(demo.subscribeUrl(false), { lastEventId: demo.state.lastEventId, retry: 2000 });
     source.addEventListener('open', () => demo.setStatus('open'));
     source.addEventListener('error', (e) => demo.setStatus(e.fatal ? 'closed' : 'reconnecting'));
-    for (const type of [...TYPES, GAP, 'message']) {
-      source.addEventListener(type, (e) => demo.receive(type, e.data, e.lastEventId));
-    }
-  };
-  demo.onToggle = () => {
-    if (source && source.readyState !== FetchEventSource.CLOSED) {
-      source.close();
-      demo.setStatus('closed');
-    } else {
-      demo.resuming = Boolean(demo.state.lastEventId);
-      connect();
-    }
-  };
-  connect();
+    return source;
+  });
 }
 
 if (variant === 'EventSource') overEventSource();
