@@ -204,6 +204,15 @@ fn fanout_args(addr: std::net::SocketAddr, extra: &[&str]) -> Vec<String> {
     args
 }
 
+/// Every one of `expected` (subscriber, event) pairs arrived once, in order.
+fn assert_every_event_once(json: &Value, expected: u64) {
+    let d = &json["delivery"];
+    assert_eq!(d["expected"], expected, "{json:#}");
+    assert_eq!(d["delivered"], expected, "{json:#}");
+    assert_eq!(d["duplicates"], 0, "{json:#}");
+    assert_eq!(d["out_of_order"], 0, "{json:#}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn raw_publishing_every_event_once_in_order() {
     let addr = serve(Faults::default()).await;
@@ -216,10 +225,7 @@ async fn raw_publishing_every_event_once_in_order() {
     let d = &json["delivery"];
     assert_eq!(json["connect"]["connected"], 50, "{json:#}");
     assert_eq!(json["publish"]["ok"], 20, "{json:#}");
-    assert_eq!(d["expected"], 1000, "{json:#}");
-    assert_eq!(d["delivered"], 1000, "{json:#}");
-    assert_eq!(d["duplicates"], 0, "{json:#}");
-    assert_eq!(d["out_of_order"], 0, "{json:#}");
+    assert_every_event_once(&json, 1000);
     assert_eq!(d["subscribers_complete"], 50, "{json:#}");
     assert_eq!(d["foreign"], 0, "{json:#}");
     assert_eq!(json["latency_ms"]["count"], 1000, "{json:#}");
@@ -255,13 +261,9 @@ async fn mercure_publishing_over_two_shards_and_two_source_addresses() {
         ],
     );
     let json = bench(&args, &result_file("mercure.json")).await;
-    let d = &json["delivery"];
     assert_eq!(json["settings"]["shards"], 2, "{json:#}");
     assert_eq!(json["tool"]["processes"], 2, "{json:#}");
-    assert_eq!(d["expected"], 1000, "{json:#}");
-    assert_eq!(d["delivered"], 1000, "{json:#}");
-    assert_eq!(d["duplicates"], 0, "{json:#}");
-    assert_eq!(d["out_of_order"], 0, "{json:#}");
+    assert_every_event_once(&json, 1000);
     // Both shards' histograms reached the parent.
     assert_eq!(json["latency_ms"]["count"], 1000, "{json:#}");
     assert_eq!(json["connect"]["time_ms"]["count"], 50, "{json:#}");
