@@ -145,15 +145,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .thread_name("tidings-worker")
         .build()
         .context("cannot start the async runtime")?;
-    let served = runtime.block_on(serve(config));
-    // Dropping the runtime drops the last tasks that hold the hub; the
-    // durable store then closes its file cleanly (or the next start would
-    // check and repair it as after a crash).
-    drop(runtime);
-    if !store::wait_closed(Duration::from_secs(10)) {
-        tracing::warn!("the history was not closed in time; the next start will check it");
-    }
-    served?;
+    runtime.block_on(serve(config))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -163,6 +155,14 @@ async fn serve(config: Validated) -> anyhow::Result<()> {
     if let Some(handle) = metrics.clone() {
         tokio::spawn(tidings_http::metrics::upkeep(handle));
     }
+    // Bound before the hub starts, so that a taken address fails the start
+    // before anything is opened; connections wait in the backlog until the
+    // hub serves them.
+    let listen = config.server.listen;
+    let listener = listen::bind(listen, config.reuse_port)?;
+    let local = listener
+        .local_addr()
+        .context("cannot read the listening address")?;
     let hub = match &config.cluster {
         Some(cluster) => cluster::start(cluster, config.server.hub.clone()).await?,
         None => {
@@ -176,11 +176,6 @@ async fn serve(config: Validated) -> anyhow::Result<()> {
             tidings_demo::DemoConfig::default(),
         ));
     }
-    let listen = config.server.listen;
-    let listener = listen::bind(listen, config.reuse_port)?;
-    let local = listener
-        .local_addr()
-        .context("cannot read the listening address")?;
     let scheme = if config.server.tls.is_some() {
         "https"
     } else {
@@ -200,10 +195,13 @@ async fn serve(config: Validated) -> anyhow::Result<()> {
     } else if auth.anonymous {
         tracing::info!("subscribers without a token receive public updates only");
     }
-    let state = AppState::new(hub, config.server, metrics);
-    tidings_http::serve(listener, state, tidings_http::shutdown_signal())
-        .await
-        .context("serving failed")?;
+    let state = AppState::new(hub.clone(), config.server, metrics);
+    let served = tidings_http::serve(listener, state, tidings_http::shutdown_signal()).await;
+    // Serving ends with the hub shut down; this also covers serving that
+    // failed: the sequencer flushes and the durable store closes its file
+    // cleanly (else the next start checks and repairs it as after a crash).
+    hub.shutdown().await;
+    served.context("serving failed")?;
     tracing::info!("stopped");
     Ok(())
 }

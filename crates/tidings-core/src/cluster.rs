@@ -14,8 +14,8 @@ use std::fmt;
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 
+use crate::error::PublishError;
 use crate::event::{Published, Update};
-use crate::hub::PublishError;
 use crate::store::Bounds;
 
 /// One entry of the shared log.

@@ -10,7 +10,7 @@ use futures_util::{FutureExt as _, StreamExt as _};
 use crate::clock;
 use crate::cluster::{Cluster, Entry};
 use crate::event::Event;
-use crate::hub::Shared;
+use crate::shared::Shared;
 
 /// Entries handled as one batch at most.
 const MAX_BATCH: usize = 1024;
@@ -53,7 +53,7 @@ pub(crate) async fn run(shared: Arc<Shared>, cluster: Arc<dyn Cluster>) {
 async fn start_after(shared: &Arc<Shared>, cluster: &dyn Cluster) -> u64 {
     let mut delay = Duration::from_millis(100);
     loop {
-        let local = shared.store.bounds();
+        let local = shared.history.call(|s| s.bounds()).await;
         match (local, cluster.bounds().await) {
             (Ok(local), _) if local.first < local.next => return local.next - 1,
             (Ok(_), Ok(engine)) => return engine.first.saturating_sub(1),
@@ -90,16 +90,8 @@ async fn deliver(shared: &Arc<Shared>, entries: Vec<Entry>) {
     if events.is_empty() {
         return;
     }
-    let store = Arc::clone(&shared.store);
     let batch = events.clone();
-    let stored = if store.blocking() {
-        tokio::task::spawn_blocking(move || store.append(&batch))
-            .await
-            .unwrap_or_else(|e| Err(crate::StoreError::from_source("store task failed", e)))
-    } else {
-        store.append(&batch)
-    };
-    if let Err(err) = stored {
+    if let Err(err) = shared.history.call(move |s| s.append(&batch)).await {
         // The engine keeps the entry; local replays may miss it, live
         // subscribers still get it.
         tracing::error!(error = %err, "cannot keep followed entries in the local history");

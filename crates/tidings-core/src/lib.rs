@@ -6,9 +6,10 @@
 //! `text/event-stream` frames; transports (the HTTP server, tests) move the
 //! bytes.
 //!
-//! **Architecture Invariant**: every event is encoded once, by the
-//! [`sequencer`](crate::sequencer), and the same [`bytes::Bytes`] goes to
-//! every subscriber and into the history.
+//! **Architecture Invariant**: every event is encoded once per hub, by the
+//! [`sequencer`](crate::sequencer) (or, in cluster mode, by the
+//! [`follower`](crate::follower) of each hub), and the same
+//! [`bytes::Bytes`] goes to every subscriber and into the history.
 //!
 //! **Architecture Invariant**: a subscriber never slows a publisher or
 //! another subscriber. Fan-out only appends to a bounded per-subscriber
@@ -16,7 +17,13 @@
 //! history when it reconnects.
 //!
 //! **Architecture Invariant**: history sits behind the one small
-//! [`Store`] trait; nothing above it knows which store it is.
+//! [`Store`] trait; nothing above it knows which store it is, and every
+//! call to it goes through [`history`](crate::history), which keeps a
+//! blocking store off the async runtime.
+//!
+//! **Architecture Invariant**: imports inside this crate run one way, in
+//! the order of the `mod` lines below: from the public [`Hub`] handle down
+//! to the parts it starts, to what they share, to the leaves.
 //!
 //! The path of one event: [`Hub::publish`] sends the updates to the
 //! sequencer thread, which gives each the next sequence number, encodes it,
@@ -25,23 +32,37 @@
 //! and then answers the publisher. Each subscriber's transport drains its
 //! queue through [`Subscription::next`].
 
-mod clock;
-mod cluster;
-mod event;
-mod follower;
+// The public handle, then the parts it starts, then what they share, then
+// the leaves: each module imports only modules further down this list.
 mod hub;
-mod metrics;
-mod registry;
-mod replay;
+
+mod follower;
 mod sequencer;
-mod store;
-mod subscriber;
+mod subscription;
 mod sweeper;
 
+mod shared;
+
+mod history;
+mod registry;
+mod subscriber;
+
+mod clock;
+mod cluster;
+mod config;
+mod error;
+mod event;
+mod metrics;
+mod replay;
+mod store;
+
 pub use cluster::{Cluster, ClusterError, Entry};
+pub use config::HubConfig;
+pub use error::{PublishError, SubscribeError};
 pub use event::{Event, EventId, Published, Update, UpdateError};
-pub use hub::{Hub, HubConfig, PublishError, SubscribeError};
+pub use hub::Hub;
 pub use replay::{GAP_EVENT_TYPE, Resume};
 pub use store::{Bounds, EventIdKind, MemoryStore, Retention, Store, StoreError, initial_seq};
-pub use subscriber::{AbortWatch, End, MAX_BATCH, SubscribeRequest, SubscriberAuth, Subscription};
+pub use subscriber::{End, SubscribeRequest, SubscriberAuth};
+pub use subscription::{AbortWatch, MAX_BATCH, Subscription};
 pub use tidings_selector::Selector;

@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::clock;
+use crate::error::PublishError;
 use crate::event::{Event, Published, Update};
-use crate::hub::{PublishError, Shared};
+use crate::shared::Shared;
 
 /// How many commands one batch takes at most.
 const MAX_GROUP: usize = 1024;
@@ -56,7 +57,7 @@ pub(crate) fn run(shared: &Shared, mut next: u64, mut rx: mpsc::Receiver<Command
     while let Some(first) = rx.blocking_recv() {
         let mut commands = vec![first];
         drain(&mut rx, &mut commands);
-        if shared.store.blocking() && last_group >= BUSY_GROUP {
+        if shared.history.blocking() && last_group >= BUSY_GROUP {
             // Wait for about as many as last time, for at most half the
             // time the last append took.
             let deadline = Instant::now() + (last_append / 2).min(MAX_GATHER);
@@ -124,7 +125,7 @@ fn process(shared: &Shared, next: &mut u64, commands: Vec<Command>) -> Option<on
         }
     }
     if !batch.events.is_empty() {
-        if let Err(err) = shared.store.append(&batch.events) {
+        if let Err(err) = shared.history.call_here(|s| s.append(&batch.events)) {
             tracing::error!(error = %err, events = batch.events.len(), "appending to history failed");
             let err = Arc::new(err);
             *next = batch.events.first().map_or(*next, |e| e.seq);
@@ -174,8 +175,8 @@ impl Batch {
                 let existing = match self.ids.get(id.as_str()) {
                     Some(known) => Some(Arc::clone(known)),
                     None => shared
-                        .store
-                        .find_id(id)
+                        .history
+                        .call_here(|s| s.find_id(id))
                         .map_err(|e| PublishError::Store(Arc::new(e)))?,
                 };
                 if let Some(existing) = existing {

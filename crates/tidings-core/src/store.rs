@@ -111,6 +111,14 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
 
     /// Whether the calls above may block on I/O.
     fn blocking(&self) -> bool;
+
+    /// Closes the store cleanly (a durable store releases its file, marked
+    /// as closed, so that the next start need not check it); every call
+    /// after it fails. The hub calls it once, at the end of
+    /// [`Hub::shutdown`](crate::Hub::shutdown), after the last append.
+    fn close(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// The first sequence number of a brand-new history: the current time in
@@ -280,7 +288,7 @@ pub enum EventIdKind {
 impl EventIdKind {
     /// The kind of `event`'s id.
     pub fn of(event: &Event) -> Self {
-        if crate::EventId::parse(&event.id) == Some(event.seq) {
+        if crate::event::EventId::parse(&event.id) == Some(event.seq) {
             Self::Hub
         } else {
             Self::Publisher

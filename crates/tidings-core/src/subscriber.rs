@@ -1,12 +1,11 @@
 //! One subscriber: its bounded queue, shared by the fan-out (which offers
 //! events) and the transport (which drains them through a
-//! [`Subscription`]).
+//! [`Subscription`](crate::Subscription)). Everything about the queue's
+//! state lives here, behind the subscriber's own mutex.
 
 use std::collections::VecDeque;
-use std::future::{Future, poll_fn};
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
@@ -14,8 +13,6 @@ use futures_util::task::AtomicWaker;
 use tidings_selector::Selector;
 
 use crate::event::Event;
-use crate::hub::Shared;
-use crate::store::StoreError;
 
 /// What a transport asks for when a client subscribes.
 #[derive(Debug, Clone, Default)]
@@ -86,7 +83,7 @@ pub(crate) struct Subscriber {
     /// When its token expires, in hub seconds.
     pub(crate) expires_at: Option<u32>,
     /// The token's `mercure.payload`.
-    payload: Option<Arc<serde_json::Value>>,
+    pub(crate) payload: Option<Arc<serde_json::Value>>,
     /// How many events may wait in the queue.
     capacity: usize,
     /// The queue and its flags.
@@ -111,6 +108,8 @@ struct State {
     heartbeat: bool,
     /// The stream must end, once the queue is drained.
     end: Option<End>,
+    /// The transport dropped its subscription: nothing more is queued.
+    left: bool,
     /// When the hub received the oldest queued live event.
     oldest: Option<Instant>,
     /// Hub second since which something has waited untaken; 0: nothing.
@@ -159,6 +158,7 @@ impl Subscriber {
                 overflowed: false,
                 heartbeat: false,
                 end: None,
+                left: false,
                 oldest: None,
                 waiting_since: 0,
                 last_take: now,
@@ -194,7 +194,7 @@ impl Subscriber {
             return Offer::Skipped;
         }
         let mut st = self.lock();
-        if st.end.is_some() || event.seq <= st.last_offered {
+        if st.end.is_some() || st.left || event.seq <= st.last_offered {
             return Offer::Skipped;
         }
         st.last_offered = event.seq;
@@ -266,218 +266,66 @@ impl Subscriber {
     }
 }
 
-/// Where a subscription is in its life.
-#[derive(Debug)]
-enum Phase {
-    /// The opening frames (comment, `retry`, a gap notice) are due; then
-    /// replay after the given sequence number, or go live.
-    Opening(Vec<Bytes>, Option<u64>),
-    /// Replaying history after this sequence number.
-    Replay(u64),
-    /// Sending live events.
-    Live,
-    /// Ended; the reason is reported once more and again.
-    Ended(End),
-}
-
-/// A transport's handle on one subscriber. Dropping it unsubscribes.
-pub struct Subscription {
-    /// The hub it belongs to.
-    shared: Arc<Shared>,
-    /// The half the fan-out writes to.
-    sub: Arc<Subscriber>,
-    /// Where it is.
-    phase: Phase,
-    /// Everything up to this sequence number was sent or skipped.
-    last_sent: u64,
-    /// When the oldest live event of the last batch was received, until the
-    /// transport reports the batch written.
-    pending_latency: Option<Instant>,
-    /// The response's `Last-Event-ID` header, when the client asked to
-    /// resume.
-    resume_header: Option<String>,
-    /// The page of history being read while replaying (boxed, so that a
-    /// live subscription carries no room for it).
-    reading: Option<Reading>,
-}
-
-impl std::fmt::Debug for Subscription {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Subscription")
-            .field("key", &self.sub.key)
-            .field("phase", &self.phase)
-            .field("last_sent", &self.last_sent)
-            .field("reading", &self.reading.is_some())
-            .finish_non_exhaustive()
-    }
-}
-
 /// The keep-alive comment.
 const HEARTBEAT: &[u8] = b":\n";
 
-/// How many frames one [`Subscription::next`] hands out at most: enough to
-/// make one large vectored write, within the system's `IOV_MAX` of 1024.
-pub const MAX_BATCH: usize = 512;
+/// What [`Subscriber::take`] handed out.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Taken {
+    /// Live events handed out.
+    pub(crate) events: u64,
+    /// When the hub received the oldest of them.
+    pub(crate) oldest: Option<Instant>,
+}
 
-impl Subscription {
-    pub(crate) fn new(
-        shared: Arc<Shared>,
-        sub: Arc<Subscriber>,
-        opening: Vec<Bytes>,
-        replay_after: Option<u64>,
-        resume_header: Option<String>,
-    ) -> Self {
-        Self {
-            last_sent: replay_after.unwrap_or(0),
-            shared,
-            sub,
-            phase: Phase::Opening(opening, replay_after),
-            pending_latency: None,
-            resume_header,
-            reading: None,
-        }
+impl Subscriber {
+    /// The transport dropped its subscription: queue nothing more, and let
+    /// go of what is queued.
+    pub(crate) fn leave(&self) {
+        let mut st = self.lock();
+        st.left = true;
+        st.queue = VecDeque::new();
     }
 
-    /// The `mercure.payload` of the subscriber's token.
-    pub fn payload(&self) -> Option<&serde_json::Value> {
-        self.sub.payload.as_deref()
-    }
-
-    /// The value of the response's `Last-Event-ID` header, as the Mercure
-    /// protocol says; `None` when the client did not ask to resume.
-    pub fn last_event_id_header(&self) -> Option<&str> {
-        self.resume_header.as_deref()
-    }
-
-    /// Appends the next frames to write to `out` (at least one, at most
-    /// [`MAX_BATCH`]), waiting until there are some; or says why the stream
-    /// ends. Frames queued before the end are handed out first, except when
-    /// the end [aborts](End::aborts).
-    ///
-    /// Cancel-safe: dropping the future loses nothing.
-    pub async fn next(&mut self, out: &mut Vec<Bytes>) -> Result<(), End> {
-        poll_fn(|cx| self.poll_next(cx, out)).await
-    }
-
-    /// [`Subscription::next`] as a poll function, for transports that keep
-    /// no future per stream: registers `cx`'s waker when it returns
-    /// `Pending`.
-    pub fn poll_next(
-        &mut self,
+    /// Moves up to `max` queued events newer than `last_sent` into `out`
+    /// (with a heartbeat when one is due and nothing else is), or registers
+    /// `cx` and says the stream ends or must wait.
+    pub(crate) fn take(
+        &self,
         cx: &mut Context<'_>,
         out: &mut Vec<Bytes>,
-    ) -> Poll<Result<(), End>> {
-        loop {
-            match std::mem::replace(&mut self.phase, Phase::Live) {
-                Phase::Opening(frames, replay_after) => {
-                    self.phase = replay_after.map_or(Phase::Live, Phase::Replay);
-                    if !frames.is_empty() {
-                        out.extend(frames);
-                        return Poll::Ready(Ok(()));
-                    }
-                }
-                Phase::Replay(after) => {
-                    self.phase = Phase::Replay(after);
-                    let page = self.reading.get_or_insert_with(|| {
-                        Box::pin(read_page(
-                            Arc::clone(&self.shared),
-                            Arc::clone(&self.sub),
-                            after,
-                        ))
-                    });
-                    let Poll::Ready(page) = page.as_mut().poll(cx) else {
-                        return Poll::Pending;
-                    };
-                    self.reading = None;
-                    match page {
-                        Ok(page) => self.replayed(after, &page, out),
-                        Err(err) => {
-                            tracing::warn!(error = %err, "replay failed; ending the stream");
-                            self.phase = Phase::Ended(End::Shutdown);
-                            return Poll::Ready(Err(End::Shutdown));
-                        }
-                    }
-                    if !out.is_empty() {
-                        return Poll::Ready(Ok(()));
-                    }
-                }
-                Phase::Live => {
-                    let result = self.poll_live(cx, out);
-                    if let Poll::Ready(Err(end)) = result {
-                        self.phase = Phase::Ended(end);
-                    }
-                    return result;
-                }
-                Phase::Ended(end) => {
-                    self.phase = Phase::Ended(end);
-                    return Poll::Ready(Err(end));
-                }
-            }
-        }
-    }
-
-    /// Hands out what a page of history holds for this subscriber. Moves to
-    /// live when the page reached the head and no live event was dropped
-    /// meanwhile.
-    fn replayed(&mut self, after: u64, page: &[Arc<Event>], out: &mut Vec<Bytes>) {
-        let reached_head = page.len() < self.shared.config.replay_page.max(1);
-        let mut sent = 0u64;
-        let mut last = after;
-        for event in page {
-            last = event.seq;
-            if self.sub.wants(event) {
-                out.push(event.frame.clone());
-                sent += 1;
-            }
-        }
-        self.last_sent = last;
-        self.shared.metrics.replayed.increment(sent);
-        if reached_head {
-            let mut st = self.sub.lock();
-            if st.overflowed {
-                st.overflowed = false;
-                self.phase = Phase::Replay(last);
-            } else {
-                st.replaying = false;
-                self.phase = Phase::Live;
-            }
-        } else {
-            self.phase = Phase::Replay(last);
-        }
-    }
-
-    fn poll_live(&mut self, cx: &mut Context<'_>, out: &mut Vec<Bytes>) -> Poll<Result<(), End>> {
-        self.sub.waker.register(cx.waker());
-        let now = self.shared.clock.now();
-        let mut st = self.sub.lock();
+        last_sent: &mut u64,
+        max: usize,
+        now: u32,
+    ) -> Poll<Result<Taken, End>> {
+        self.waker.register(cx.waker());
+        let mut st = self.lock();
         let before = out.len();
-        let mut taken = 0u64;
-        while out.len() - before < MAX_BATCH {
+        let mut taken = Taken::default();
+        while out.len() - before < max {
             let Some(event) = st.queue.pop_front() else {
                 break;
             };
-            if event.seq > self.last_sent {
-                self.last_sent = event.seq;
+            if event.seq > *last_sent {
+                *last_sent = event.seq;
                 out.push(event.frame.clone());
-                taken += 1;
+                taken.events += 1;
             }
         }
-        if taken > 0 {
-            self.pending_latency = self.pending_latency.or(st.oldest);
+        if taken.events > 0 {
+            taken.oldest = st.oldest;
         }
         if st.queue.is_empty() {
             st.oldest = None;
         }
-        if taken > 0 || st.heartbeat {
+        if taken.events > 0 || st.heartbeat {
             if st.heartbeat && out.len() == before {
                 out.push(Bytes::from_static(HEARTBEAT));
             }
             st.heartbeat = false;
             st.last_take = now;
             st.waiting_since = if st.queue.is_empty() { 0 } else { now.max(1) };
-            drop(st);
-            self.shared.metrics.delivered.increment(taken);
-            return Poll::Ready(Ok(()));
+            return Poll::Ready(Ok(taken));
         }
         if let Some(end) = st.end {
             return Poll::Ready(Err(end));
@@ -486,74 +334,36 @@ impl Subscription {
         Poll::Pending
     }
 
-    /// A handle that tells when the stream must stop at once: a transport
-    /// blocked on a write polls it beside the write.
-    pub fn abort_watch(&self) -> AbortWatch {
-        AbortWatch(Arc::clone(&self.sub))
-    }
-
-    /// The transport wrote everything [`Subscription::next`] gave it: records
-    /// the publish-to-write latency of that batch.
-    pub fn written(&mut self) {
-        if let Some(received) = self.pending_latency.take() {
-            self.shared
-                .metrics
-                .latency
-                .record(received.elapsed().as_secs_f64());
-        }
-    }
-
-    /// Ends the stream from outside, e.g. when the transport's peer is gone.
-    pub fn end(&self, why: End) {
-        self.sub.end(why);
-    }
-}
-
-/// Reads one page of history after `after` for `sub`.
-async fn read_page(
-    shared: Arc<Shared>,
-    sub: Arc<Subscriber>,
-    after: u64,
-) -> Result<Vec<Arc<Event>>, StoreError> {
-    {
-        // An overflow from here on may drop events this read does not see.
-        // And writing pages of history is progress: it must not look like
-        // a stalled writer to the sweeper.
-        let now = shared.clock.now();
-        let mut st = sub.lock();
+    /// A page of history is about to be read: an overflow from here on may
+    /// drop events this read does not see, and writing pages of history is
+    /// progress, which must not look like a stalled writer to the sweeper.
+    pub(crate) fn begin_page(&self, now: u32) {
+        let mut st = self.lock();
         st.overflowed = false;
         st.last_take = now;
         st.waiting_since = if st.queue.is_empty() { 0 } else { now.max(1) };
     }
-    shared
-        .read_after(after, shared.config.replay_page.max(1))
-        .await
-}
 
-/// A page of history being read.
-type Reading = Pin<Box<dyn Future<Output = Result<Vec<Arc<Event>>, StoreError>> + Send>>;
+    /// A page of history reached the head: returns whether the subscriber
+    /// may go live (nothing was dropped from its queue during the replay),
+    /// else it must read history again.
+    pub(crate) fn finish_replay(&self) -> bool {
+        let mut st = self.lock();
+        if st.overflowed {
+            st.overflowed = false;
+            false
+        } else {
+            st.replaying = false;
+            true
+        }
+    }
 
-/// Tells a transport that a stream must stop at once (see
-/// [`End::aborts`]), e.g. because its peer stopped reading.
-///
-/// It shares the subscription's waker slot: poll it from the task that
-/// polls [`Subscription::next`].
-#[derive(Debug, Clone)]
-pub struct AbortWatch(Arc<Subscriber>);
-
-impl AbortWatch {
-    /// Ready with the reason once the stream must stop at once.
-    pub fn poll_abort(&self, cx: &mut Context<'_>) -> Poll<End> {
-        self.0.waker.register(cx.waker());
-        match self.0.lock().end {
+    /// Registers `waker` and tells whether the stream must stop at once.
+    pub(crate) fn poll_abort(&self, waker: &Waker) -> Poll<End> {
+        self.waker.register(waker);
+        match self.lock().end {
             Some(end) if end.aborts() => Poll::Ready(end),
             _ => Poll::Pending,
         }
-    }
-}
-
-impl Drop for Subscription {
-    fn drop(&mut self) {
-        self.shared.unsubscribe(&self.sub);
     }
 }

@@ -6,7 +6,7 @@
 use std::sync::Weak;
 use std::time::Duration;
 
-use crate::hub::Shared;
+use crate::shared::Shared;
 use crate::subscriber::End;
 
 pub(crate) async fn run(shared: Weak<Shared>) {
@@ -23,13 +23,13 @@ pub(crate) async fn run(shared: Weak<Shared>) {
         let write_timeout = secs(shared.config.write_timeout).max(1);
         let mut timeouts = 0u64;
         let mut expired = 0u64;
-        for sub in shared.registry().all() {
-            match sub.sweep(now, heartbeat, write_timeout) {
+        shared
+            .registry
+            .for_each(|sub| match sub.sweep(now, heartbeat, write_timeout) {
                 Some(End::WriteTimeout) => timeouts += 1,
                 Some(End::TokenExpired) => expired += 1,
                 _ => {}
-            }
-        }
+            });
         if timeouts > 0 {
             shared.metrics.write_timeouts.increment(timeouts);
             tracing::debug!(timeouts, "disconnected subscribers that stopped reading");

@@ -7,7 +7,7 @@
 //! writer.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Instant;
 
 use redb::{Database, Durability, ReadableDatabase as _, ReadableTableMetadata as _};
@@ -68,15 +68,24 @@ pub struct OpenReport {
     pub stats: Stats,
 }
 
-/// The durable, embedded history: one redb file under a locked data
-/// directory.
+/// An open history file.
 #[derive(Debug)]
-pub struct DiskStore {
-    /// The database. Declared before `lock`: it is closed before the lock
+struct Opened {
+    /// The database. Declared before `_lock`: it is closed before the lock
     /// is released.
     db: Database,
     /// The data directory's lock, held while the store is open.
     _lock: DirLock,
+}
+
+/// The durable, embedded history: one redb file under a locked data
+/// directory.
+#[derive(Debug)]
+pub struct DiskStore {
+    /// The database and the directory lock; `None` once closed. Every call
+    /// holds the read lock for its transaction; closing takes the write
+    /// lock, so it waits for calls in flight and no call sees half a close.
+    open: RwLock<Option<Opened>>,
     /// What to keep.
     retention: Retention,
     /// What opening found.
@@ -90,8 +99,10 @@ impl DiskStore {
     pub fn open(dir: &Path, options: Options) -> Result<Self, OpenError> {
         let opened = open::open(dir, options.cache_bytes)?;
         let mut store = Self {
-            db: opened.db,
-            _lock: opened.lock,
+            open: RwLock::new(Some(Opened {
+                db: opened.db,
+                _lock: opened.lock,
+            })),
             retention: options.retention,
             report: OpenReport {
                 file: opened.file.clone(),
@@ -117,6 +128,30 @@ impl DiskStore {
         &self.report
     }
 
+    /// Runs `f` on the open database, or fails if the store was closed.
+    fn with_db<T>(
+        &self,
+        f: impl FnOnce(&Database) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let open = self.open.read().unwrap_or_else(PoisonError::into_inner);
+        match open.as_ref() {
+            Some(opened) => f(&opened.db),
+            None => Err(StoreError::msg("the history is closed")),
+        }
+    }
+
+    /// Closes the file cleanly and releases the directory; every call
+    /// after it fails. Waits for calls in flight.
+    fn close_file(&self) -> Result<(), StoreError> {
+        let closed = self
+            .open
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        drop(closed);
+        Ok(())
+    }
+
     /// The history file.
     pub fn file(&self) -> &Path {
         &self.report.file
@@ -124,12 +159,14 @@ impl DiskStore {
 
     /// What the store holds now.
     pub fn stats(&self) -> Result<Stats, StoreError> {
-        guarded("reading statistics", || self.read_stats())
+        guarded("reading statistics", || {
+            self.with_db(|db| self.read_stats(db))
+        })
     }
 
-    fn read_stats(&self) -> Result<Stats, StoreError> {
+    fn read_stats(&self, db: &Database) -> Result<Stats, StoreError> {
         let err = |e: redb::Error| store_error("reading statistics", e);
-        let tx = self.db.begin_read().map_err(|e| err(e.into()))?;
+        let tx = db.begin_read().map_err(|e| err(e.into()))?;
         let events = tx.open_table(EVENTS).map_err(|e| err(e.into()))?;
         let meta = tx.open_table(META).map_err(|e| err(e.into()))?;
         let bounds = bounds_in(&events, &meta)?;
@@ -169,156 +206,162 @@ fn decode(seq: u64, record: &[u8]) -> Result<Arc<Event>, StoreError> {
 
 impl Store for DiskStore {
     fn append(&self, events: &[Arc<Event>]) -> Result<(), StoreError> {
-        guarded("appending", || self.append_events(events))
+        guarded("appending", || self.with_db(|db| append_events(db, events)))
     }
 
     fn read_after(&self, after: u64, limit: usize) -> Result<Vec<Arc<Event>>, StoreError> {
-        guarded("reading history", || self.read_events(after, limit))
+        guarded("reading history", || {
+            self.with_db(|db| read_events(db, after, limit))
+        })
     }
 
     fn find_id(&self, id: &str) -> Result<Option<Arc<Event>>, StoreError> {
-        guarded("looking an id up", || self.find_event(id))
+        guarded("looking an id up", || self.with_db(|db| find_event(db, id)))
     }
 
     fn bounds(&self) -> Result<Bounds, StoreError> {
-        guarded("reading the bounds", || self.read_bounds())
+        guarded("reading the bounds", || self.with_db(read_bounds))
     }
 
     fn enforce_retention(&self, now_ms: u64) -> Result<u64, StoreError> {
-        guarded("enforcing retention", || self.trim(now_ms))
+        guarded("enforcing retention", || {
+            self.with_db(|db| trim(db, &self.retention, now_ms))
+        })
     }
 
     fn blocking(&self) -> bool {
         true
     }
+
+    fn close(&self) -> Result<(), StoreError> {
+        guarded("closing", || self.close_file())
+    }
 }
 
-/// The [`Store`] calls, unguarded.
-impl DiskStore {
-    fn append_events(&self, events: &[Arc<Event>]) -> Result<(), StoreError> {
-        if events.is_empty() {
-            return Ok(());
-        }
-        let err = |e: redb::Error| store_error("appending", e);
-        let tx = self.db.begin_write().map_err(|e| err(e.into()))?;
-        {
-            let mut table = tx.open_table(EVENTS).map_err(|e| err(e.into()))?;
-            let mut ids = tx.open_table(IDS).map_err(|e| err(e.into()))?;
-            let mut meta = tx.open_table(META).map_err(|e| err(e.into()))?;
-            let mut next = meta_get(&meta, META_NEXT)
-                .map_err(|e| err(e.into()))?
-                .ok_or_else(|| StoreError::msg("the history has no next sequence number"))?;
-            let mut bytes = meta_get(&meta, META_BYTES)
-                .map_err(|e| err(e.into()))?
-                .unwrap_or(0);
-            // An empty history takes any start: in cluster mode it fills
-            // from the engine's oldest entry, whose places may also skip.
-            let mut empty = table.is_empty().map_err(|e| err(e.into()))?;
-            let mut buf = Vec::with_capacity(512);
-            for event in events {
-                if event.seq < next && !empty {
-                    // Dropping `tx` aborts it: nothing of the batch stays.
-                    return Err(StoreError::msg(format!(
-                        "sequence number {} is not after {}",
-                        event.seq,
-                        next - 1
-                    )));
-                }
-                empty = false;
-                buf.clear();
-                record::encode(event, &mut buf);
-                table
-                    .insert(event.seq, buf.as_slice())
+// The [`Store`] calls, unguarded, on an open database.
+fn append_events(db: &Database, events: &[Arc<Event>]) -> Result<(), StoreError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let err = |e: redb::Error| store_error("appending", e);
+    let tx = db.begin_write().map_err(|e| err(e.into()))?;
+    {
+        let mut table = tx.open_table(EVENTS).map_err(|e| err(e.into()))?;
+        let mut ids = tx.open_table(IDS).map_err(|e| err(e.into()))?;
+        let mut meta = tx.open_table(META).map_err(|e| err(e.into()))?;
+        let mut next = meta_get(&meta, META_NEXT)
+            .map_err(|e| err(e.into()))?
+            .ok_or_else(|| StoreError::msg("the history has no next sequence number"))?;
+        let mut bytes = meta_get(&meta, META_BYTES)
+            .map_err(|e| err(e.into()))?
+            .unwrap_or(0);
+        // An empty history takes any start: in cluster mode it fills
+        // from the engine's oldest entry, whose places may also skip.
+        let mut empty = table.is_empty().map_err(|e| err(e.into()))?;
+        let mut buf = Vec::with_capacity(512);
+        for event in events {
+            if event.seq < next && !empty {
+                // Dropping `tx` aborts it: nothing of the batch stays.
+                return Err(StoreError::msg(format!(
+                    "sequence number {} is not after {}",
+                    event.seq,
+                    next - 1
+                )));
+            }
+            empty = false;
+            buf.clear();
+            record::encode(event, &mut buf);
+            table
+                .insert(event.seq, buf.as_slice())
+                .map_err(|e| err(e.into()))?;
+            if EventIdKind::of(event) == EventIdKind::Publisher {
+                ids.insert(&*event.id, event.seq)
                     .map_err(|e| err(e.into()))?;
-                if EventIdKind::of(event) == EventIdKind::Publisher {
-                    ids.insert(&*event.id, event.seq)
-                        .map_err(|e| err(e.into()))?;
-                }
-                next = event.seq + 1;
-                bytes += event.frame.len() as u64;
             }
-            meta.insert(META_NEXT, next).map_err(|e| err(e.into()))?;
-            meta.insert(META_BYTES, bytes).map_err(|e| err(e.into()))?;
+            next = event.seq + 1;
+            bytes += event.frame.len() as u64;
         }
-        // Durability::Immediate (the default): fsync before returning.
-        tx.commit().map_err(|e| err(e.into()))
+        meta.insert(META_NEXT, next).map_err(|e| err(e.into()))?;
+        meta.insert(META_BYTES, bytes).map_err(|e| err(e.into()))?;
     }
+    // Durability::Immediate (the default): fsync before returning.
+    tx.commit().map_err(|e| err(e.into()))
+}
 
-    fn read_events(&self, after: u64, limit: usize) -> Result<Vec<Arc<Event>>, StoreError> {
-        let Some(from) = after.checked_add(1) else {
-            return Ok(Vec::new());
-        };
-        let err = |e: redb::Error| store_error("reading history", e);
-        let tx = self.db.begin_read().map_err(|e| err(e.into()))?;
-        let table = tx.open_table(EVENTS).map_err(|e| err(e.into()))?;
-        let mut out = Vec::with_capacity(limit.min(1024));
-        for entry in table.range(from..).map_err(|e| err(e.into()))?.take(limit) {
-            let (key, value) = entry.map_err(|e| err(e.into()))?;
-            out.push(decode(key.value(), value.value())?);
+fn read_events(db: &Database, after: u64, limit: usize) -> Result<Vec<Arc<Event>>, StoreError> {
+    let Some(from) = after.checked_add(1) else {
+        return Ok(Vec::new());
+    };
+    let err = |e: redb::Error| store_error("reading history", e);
+    let tx = db.begin_read().map_err(|e| err(e.into()))?;
+    let table = tx.open_table(EVENTS).map_err(|e| err(e.into()))?;
+    let mut out = Vec::with_capacity(limit.min(1024));
+    for entry in table.range(from..).map_err(|e| err(e.into()))?.take(limit) {
+        let (key, value) = entry.map_err(|e| err(e.into()))?;
+        out.push(decode(key.value(), value.value())?);
+    }
+    Ok(out)
+}
+
+fn find_event(db: &Database, id: &str) -> Result<Option<Arc<Event>>, StoreError> {
+    let err = |e: redb::Error| store_error("looking an id up", e);
+    let tx = db.begin_read().map_err(|e| err(e.into()))?;
+    let seq = match EventId::parse(id) {
+        Some(seq) => seq,
+        None => {
+            let ids = tx.open_table(IDS).map_err(|e| err(e.into()))?;
+            match ids.get(id).map_err(|e| err(e.into()))? {
+                Some(seq) => seq.value(),
+                None => return Ok(None),
+            }
         }
-        Ok(out)
-    }
+    };
+    let table = tx.open_table(EVENTS).map_err(|e| err(e.into()))?;
+    let Some(record) = table.get(seq).map_err(|e| err(e.into()))? else {
+        return Ok(None);
+    };
+    let event = decode(seq, record.value())?;
+    Ok((&*event.id == id).then_some(event))
+}
 
-    fn find_event(&self, id: &str) -> Result<Option<Arc<Event>>, StoreError> {
-        let err = |e: redb::Error| store_error("looking an id up", e);
-        let tx = self.db.begin_read().map_err(|e| err(e.into()))?;
-        let seq = match EventId::parse(id) {
-            Some(seq) => seq,
-            None => {
-                let ids = tx.open_table(IDS).map_err(|e| err(e.into()))?;
-                match ids.get(id).map_err(|e| err(e.into()))? {
-                    Some(seq) => seq.value(),
-                    None => return Ok(None),
-                }
-            }
-        };
-        let table = tx.open_table(EVENTS).map_err(|e| err(e.into()))?;
-        let Some(record) = table.get(seq).map_err(|e| err(e.into()))? else {
-            return Ok(None);
-        };
-        let event = decode(seq, record.value())?;
-        Ok((&*event.id == id).then_some(event))
-    }
+fn read_bounds(db: &Database) -> Result<Bounds, StoreError> {
+    let err = |e: redb::Error| store_error("reading the bounds", e);
+    let tx = db.begin_read().map_err(|e| err(e.into()))?;
+    let events = tx.open_table(EVENTS).map_err(|e| err(e.into()))?;
+    let meta = tx.open_table(META).map_err(|e| err(e.into()))?;
+    bounds_in(&events, &meta)
+}
 
-    fn read_bounds(&self) -> Result<Bounds, StoreError> {
-        let err = |e: redb::Error| store_error("reading the bounds", e);
-        let tx = self.db.begin_read().map_err(|e| err(e.into()))?;
-        let events = tx.open_table(EVENTS).map_err(|e| err(e.into()))?;
-        let meta = tx.open_table(META).map_err(|e| err(e.into()))?;
-        bounds_in(&events, &meta)
-    }
-
-    fn trim(&self, now_ms: u64) -> Result<u64, StoreError> {
-        let err = |e: redb::Error| store_error("enforcing retention", e);
-        let mut removed = 0u64;
-        // Chunks followed by another are committed without an fsync: the
-        // last one's (or the next append's) makes them durable together.
-        // Losing them in a crash only means trimming them again.
-        let mut unsynced = false;
-        loop {
-            let started = Instant::now();
-            let mut tx = self.db.begin_write().map_err(|e| err(e.into()))?;
-            let chunk = retention::trim_chunk(&tx, &self.retention, now_ms)?;
-            if chunk == 0 && !unsynced {
-                tx.abort().map_err(|e| err(e.into()))?;
-                return Ok(removed);
-            }
-            let more = chunk == retention::CHUNK;
-            if more {
-                tx.set_durability(Durability::None)
-                    .map_err(|e| store_error("enforcing retention", e))?;
-            }
-            tx.commit().map_err(|e| err(e.into()))?;
-            removed += chunk as u64;
-            unsynced = more;
-            if !more {
-                return Ok(removed);
-            }
-            // The writer lock is not fair: without a pause, the next chunk
-            // can take it again before a waiting append does. Pausing as
-            // long as the chunk took leaves appends at least half the
-            // writer's time however much there is to trim.
-            std::thread::sleep(started.elapsed());
+fn trim(db: &Database, retention: &Retention, now_ms: u64) -> Result<u64, StoreError> {
+    let err = |e: redb::Error| store_error("enforcing retention", e);
+    let mut removed = 0u64;
+    // Chunks followed by another are committed without an fsync: the
+    // last one's (or the next append's) makes them durable together.
+    // Losing them in a crash only means trimming them again.
+    let mut unsynced = false;
+    loop {
+        let started = Instant::now();
+        let mut tx = db.begin_write().map_err(|e| err(e.into()))?;
+        let chunk = retention::trim_chunk(&tx, retention, now_ms)?;
+        if chunk == 0 && !unsynced {
+            tx.abort().map_err(|e| err(e.into()))?;
+            return Ok(removed);
         }
+        let more = chunk == retention::CHUNK;
+        if more {
+            tx.set_durability(Durability::None)
+                .map_err(|e| store_error("enforcing retention", e))?;
+        }
+        tx.commit().map_err(|e| err(e.into()))?;
+        removed += chunk as u64;
+        unsynced = more;
+        if !more {
+            return Ok(removed);
+        }
+        // The writer lock is not fair: without a pause, the next chunk
+        // can take it again before a waiting append does. Pausing as
+        // long as the chunk took leaves appends at least half the
+        // writer's time however much there is to trim.
+        std::thread::sleep(started.elapsed());
     }
 }

@@ -395,6 +395,47 @@ fn a_second_opener_is_refused() {
     );
 }
 
+#[test]
+fn close_releases_the_file_cleanly_and_later_calls_fail() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), KEEP_ALL);
+    let written = append_n(&store, 5, 0);
+    store.close().unwrap();
+    let err = store.read_after(0, 10).unwrap_err();
+    assert!(err.to_string().contains("closed"), "{err}");
+    assert!(store.append(&written).is_err());
+    // The directory is free again and the file was closed cleanly, though
+    // the handle still lives.
+    let reopened = open(dir.path(), KEEP_ALL);
+    assert!(!reopened.report().repaired);
+    assert_eq!(reopened.read_after(0, 10).unwrap(), written);
+    drop(store);
+}
+
+/// `Hub::shutdown` returns with the history closed, even while a
+/// subscription (which holds the hub's parts) is still alive.
+#[tokio::test]
+async fn hub_shutdown_closes_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(open(dir.path(), KEEP_ALL));
+    let hub = tidings_core::Hub::start(tidings_core::HubConfig::default(), store).unwrap();
+    let subscription = hub
+        .subscribe(tidings_core::SubscribeRequest {
+            selectors: vec![tidings_core::Selector::parse("https://example.com/t")],
+            ..tidings_core::SubscribeRequest::default()
+        })
+        .await
+        .unwrap();
+    let published = hub.publish(vec![update("kept", None)]).await.unwrap();
+    hub.shutdown().await;
+    hub.shutdown().await; // a second call returns too
+    let reopened = open(dir.path(), KEEP_ALL);
+    assert!(!reopened.report().repaired, "closed cleanly");
+    let kept = reopened.read_after(0, 10).unwrap();
+    assert_eq!(seqs(&kept), [published[0].seq]);
+    drop(subscription);
+}
+
 /// A copy of the file taken while the store is open is what a crash
 /// (SIGKILL, power loss after the last fsync) leaves: not closed cleanly.
 #[test]

@@ -4,11 +4,11 @@
 //! `--memory`, a volatile one. The retention flags apply to both.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use tidings_core::{Bounds, Event, MemoryStore, Retention, Store, StoreError};
+use tidings_core::{MemoryStore, Retention, Store};
 use tidings_store::{DiskStore, Options};
 
 /// History flags of `tidings serve`.
@@ -144,102 +144,5 @@ pub(crate) fn open(config: &StoreConfig) -> anyhow::Result<Arc<dyn Store>> {
             "the history was repaired after an unclean shutdown: every acknowledged event is kept"
         );
     }
-    Ok(Arc::new(Closing::new(store)))
-}
-
-/// Whether a durable store is open, and whether it has been closed.
-#[derive(Debug, Default)]
-struct Lifecycle {
-    /// `open` opened one.
-    opened: bool,
-    /// Its last handle went and its file was closed cleanly.
-    closed: bool,
-}
-
-/// The durable store's lifecycle, and its change signal.
-static LIFECYCLE: (Mutex<Lifecycle>, Condvar) = (
-    Mutex::new(Lifecycle {
-        opened: false,
-        closed: false,
-    }),
-    Condvar::new(),
-);
-
-/// Waits, at most `timeout`, until the durable store (if one was opened)
-/// has been closed, so that the process does not end in the middle of
-/// closing it. Call it once everything that holds the hub is gone: the
-/// last handle may be dropped on the sequencer's thread, which the process
-/// does not wait for. Returns whether the store is closed (or was never
-/// opened).
-pub(crate) fn wait_closed(timeout: Duration) -> bool {
-    let (lock, changed) = &LIFECYCLE;
-    let state = lock.lock().unwrap_or_else(PoisonError::into_inner);
-    let (state, _) = changed
-        .wait_timeout_while(state, timeout, |s| s.opened && !s.closed)
-        .unwrap_or_else(PoisonError::into_inner);
-    !state.opened || state.closed
-}
-
-/// The durable store, reporting when its file is closed: redb marks the
-/// file clean when the database is dropped, and a file not marked clean is
-/// checked and repaired at the next start (about a second per million
-/// events) as after a crash.
-#[derive(Debug)]
-struct Closing {
-    /// The store. Declared first: it is closed before `_closed` signals.
-    store: DiskStore,
-    /// Says so when dropped.
-    _closed: ClosedSignal,
-}
-
-impl Closing {
-    fn new(store: DiskStore) -> Self {
-        let (lock, _) = &LIFECYCLE;
-        *lock.lock().unwrap_or_else(PoisonError::into_inner) = Lifecycle {
-            opened: true,
-            closed: false,
-        };
-        Self {
-            store,
-            _closed: ClosedSignal,
-        }
-    }
-}
-
-/// Marks the durable store closed when dropped.
-#[derive(Debug)]
-struct ClosedSignal;
-
-impl Drop for ClosedSignal {
-    fn drop(&mut self) {
-        let (lock, changed) = &LIFECYCLE;
-        lock.lock().unwrap_or_else(PoisonError::into_inner).closed = true;
-        changed.notify_all();
-    }
-}
-
-impl Store for Closing {
-    fn append(&self, events: &[Arc<Event>]) -> Result<(), StoreError> {
-        self.store.append(events)
-    }
-
-    fn read_after(&self, after: u64, limit: usize) -> Result<Vec<Arc<Event>>, StoreError> {
-        self.store.read_after(after, limit)
-    }
-
-    fn find_id(&self, id: &str) -> Result<Option<Arc<Event>>, StoreError> {
-        self.store.find_id(id)
-    }
-
-    fn bounds(&self) -> Result<Bounds, StoreError> {
-        self.store.bounds()
-    }
-
-    fn enforce_retention(&self, now_ms: u64) -> Result<u64, StoreError> {
-        self.store.enforce_retention(now_ms)
-    }
-
-    fn blocking(&self) -> bool {
-        self.store.blocking()
-    }
+    Ok(Arc::new(store))
 }

@@ -1,0 +1,47 @@
+//! Why a publish or a subscription failed: the errors every part of the
+//! core may return, kept apart from the parts so that they import nothing
+//! but the leaf types they name.
+
+use std::sync::Arc;
+
+use crate::event::UpdateError;
+use crate::store::StoreError;
+
+/// Why a publish failed. Nothing of a failed publish is delivered.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PublishError {
+    /// An update was refused; `index` is its place in the batch.
+    #[error("update {index}: {error}")]
+    Invalid {
+        /// The update's place in the publish.
+        index: usize,
+        /// What was wrong with it.
+        error: UpdateError,
+    },
+    /// An update reused the id of a stored event with different content.
+    #[error("id {id:?} is already used by a different update")]
+    Conflict {
+        /// The id.
+        id: String,
+    },
+    /// The history store failed: nothing was published.
+    #[error(transparent)]
+    Store(Arc<StoreError>),
+    /// The hub is shutting down.
+    #[error("the hub is shutting down")]
+    ShuttingDown,
+    /// The cluster engine cannot be reached: nothing was published.
+    #[error("the cluster engine is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Why a subscription could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SubscribeError {
+    /// The history store failed while resolving the resume point.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The hub is shutting down.
+    #[error("the hub is shutting down")]
+    ShuttingDown,
+}
