@@ -38,6 +38,12 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "TIDINGS_SUBSCRIBER_QUEUE", default_value_t = 4096)]
     subscriber_queue: usize,
 
+    /// Bytes of events (their encoded frames) a subscriber may have
+    /// waiting before it is disconnected as too slow, like
+    /// `--subscriber-queue`; a single larger event still goes through.
+    #[arg(long, env = "TIDINGS_SUBSCRIBER_QUEUE_BYTES", default_value_t = 4 << 20)]
+    subscriber_queue_bytes: usize,
+
     /// Seconds a subscriber may leave queued data unread before it is
     /// disconnected.
     #[arg(long, env = "TIDINGS_WRITE_TIMEOUT", default_value_t = 30)]
@@ -103,11 +109,16 @@ impl ServeArgs {
             "--subscriber-queue must be at least 1"
         );
         anyhow::ensure!(
+            self.subscriber_queue_bytes > 0,
+            "--subscriber-queue-bytes must be at least 1"
+        );
+        anyhow::ensure!(
             self.write_timeout > 0,
             "--write-timeout must be at least 1 second"
         );
         let hub = HubConfig {
             queue_capacity: self.subscriber_queue,
+            queue_bytes: self.subscriber_queue_bytes,
             heartbeat: Duration::from_secs(self.heartbeat),
             write_timeout: Duration::from_secs(self.write_timeout),
             retry: (self.retry_ms > 0).then(|| Duration::from_millis(self.retry_ms)),

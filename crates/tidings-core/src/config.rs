@@ -8,6 +8,10 @@ pub struct HubConfig {
     /// Events a subscriber may have waiting before it counts as too slow
     /// and is disconnected (it then resumes from history).
     pub queue_capacity: usize,
+    /// Bytes (of the shared frames) a subscriber may have waiting before it
+    /// counts as too slow, like `queue_capacity`; one event larger than
+    /// this is still taken into an empty queue.
+    pub queue_bytes: usize,
     /// A keep-alive comment goes to a stream idle this long; zero: never.
     pub heartbeat: Duration,
     /// A subscriber that leaves queued data untaken this long is
@@ -25,6 +29,7 @@ impl Default for HubConfig {
     fn default() -> Self {
         Self {
             queue_capacity: 4096,
+            queue_bytes: 4 << 20,
             heartbeat: Duration::from_secs(15),
             write_timeout: Duration::from_secs(30),
             retry: Some(Duration::from_secs(2)),

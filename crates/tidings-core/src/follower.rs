@@ -10,12 +10,13 @@ use futures_util::{FutureExt as _, StreamExt as _};
 use crate::clock;
 use crate::cluster::{Cluster, Entry};
 use crate::event::Event;
+use crate::fanout::FanOut;
 use crate::shared::Shared;
 
 /// Entries handled as one batch at most.
 const MAX_BATCH: usize = 1024;
 
-pub(crate) async fn run(shared: Arc<Shared>, cluster: Arc<dyn Cluster>) {
+pub(crate) async fn run(shared: Arc<Shared>, fanout: FanOut, cluster: Arc<dyn Cluster>) {
     let after = start_after(&shared, &*cluster).await;
     tracing::info!(after, "following the cluster log");
     let mut log = cluster.follow(after);
@@ -42,7 +43,7 @@ pub(crate) async fn run(shared: Arc<Shared>, cluster: Arc<dyn Cluster>) {
             }
         }
         if !entries.is_empty() {
-            deliver(&shared, entries).await;
+            deliver(&shared, &fanout, entries).await;
         }
     }
 }
@@ -67,7 +68,7 @@ async fn start_after(shared: &Arc<Shared>, cluster: &dyn Cluster) -> u64 {
     }
 }
 
-async fn deliver(shared: &Arc<Shared>, entries: Vec<Entry>) {
+async fn deliver(shared: &Shared, fanout: &FanOut, entries: Vec<Entry>) {
     let now_ms = clock::unix_ms();
     let now = Instant::now();
     let mut events = Vec::with_capacity(entries.len());
@@ -96,5 +97,5 @@ async fn deliver(shared: &Arc<Shared>, entries: Vec<Entry>) {
         // subscribers still get it.
         tracing::error!(error = %err, "cannot keep followed entries in the local history");
     }
-    shared.fan_out(&events, &received);
+    fanout.send(events, received).await;
 }

@@ -1,9 +1,9 @@
 //! The hub: the handle transports use to publish and subscribe, and the
 //! owner of the hub's threads and tasks (the sequencer thread or the
-//! cluster follower, and the sweeper).
+//! cluster follower, the fan-out thread, and the sweeper).
 //!
 //! Imports run one way: from this handle down to the parts it starts
-//! (`sequencer`, `follower`, `sweeper`, `subscription`), from them to
+//! (`sequencer`, `follower`, `sweeper`, `subscription`, `fanout`), from them to
 //! `shared`, and from there to the leaves (`registry`, `subscriber`,
 //! `history`, `store`, `event`, `error`, ...). No part imports the hub.
 
@@ -16,11 +16,12 @@ use crate::cluster::Cluster;
 use crate::config::HubConfig;
 use crate::error::{PublishError, SubscribeError};
 use crate::event::{Published, Update};
+use crate::fanout::FanOut;
 use crate::follower;
 use crate::sequencer::{self, Command};
 use crate::shared::Shared;
 use crate::store::{Bounds, Store, StoreError};
-use crate::subscriber::{End, SubscribeRequest, Subscriber};
+use crate::subscriber::{End, QueueLimit, SubscribeRequest, Subscriber};
 use crate::subscription::Subscription;
 use crate::sweeper;
 
@@ -50,6 +51,10 @@ enum Writer {
 struct Running {
     /// Where publishes go.
     writer: Writer,
+    /// The fan-out thread's channel.
+    fanout: FanOut,
+    /// The fan-out thread, joined by shutdown.
+    fanout_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// The sweeper task.
     sweeper: tokio::task::JoinHandle<()>,
     /// Set once shutdown has finished: later calls wait for the first.
@@ -71,6 +76,16 @@ fn lock<T>(slot: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     slot.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Waits for a thread that has been told to stop.
+async fn join(name: &str, thread: Option<std::thread::JoinHandle<()>>) {
+    if let Some(thread) = thread {
+        let joined = tokio::task::spawn_blocking(move || thread.join()).await;
+        if !matches!(joined, Ok(Ok(()))) {
+            tracing::error!(thread = name, "a hub thread ended abnormally");
+        }
+    }
+}
+
 /// A running hub. Cheap to clone; every clone is the same hub.
 #[derive(Debug, Clone)]
 pub struct Hub {
@@ -86,11 +101,14 @@ impl Hub {
     pub fn start(config: HubConfig, store: Arc<dyn Store>) -> Result<Self, StoreError> {
         let next = store.bounds()?.next;
         let shared = Shared::new(config, store, None);
+        let (fanout, fanout_thread) = FanOut::start(Arc::clone(&shared))
+            .map_err(|e| StoreError::from_source("cannot start the fan-out thread", e))?;
         let (commands, rx) = mpsc::channel(4096);
         let sequencer_shared = Arc::clone(&shared);
+        let sequencer_fanout = fanout.clone();
         let thread = std::thread::Builder::new()
             .name("tidings-sequencer".into())
-            .spawn(move || sequencer::run(&sequencer_shared, next, rx))
+            .spawn(move || sequencer::run(&sequencer_shared, &sequencer_fanout, next, rx))
             .map_err(|e| StoreError::from_source("cannot start the sequencer thread", e))?;
         Ok(Self::running(
             shared,
@@ -98,6 +116,8 @@ impl Hub {
                 commands,
                 thread: Mutex::new(Some(thread)),
             },
+            fanout,
+            fanout_thread,
         ))
     }
 
@@ -108,24 +128,39 @@ impl Hub {
         config: HubConfig,
         store: Arc<dyn Store>,
         cluster: Arc<dyn Cluster>,
-    ) -> Self {
+    ) -> Result<Self, StoreError> {
         let shared = Shared::new(config, store, Some(Arc::clone(&cluster)));
-        let follower = tokio::spawn(follower::run(Arc::clone(&shared), Arc::clone(&cluster)));
-        Self::running(
+        let (fanout, fanout_thread) = FanOut::start(Arc::clone(&shared))
+            .map_err(|e| StoreError::from_source("cannot start the fan-out thread", e))?;
+        let follower = tokio::spawn(follower::run(
+            Arc::clone(&shared),
+            fanout.clone(),
+            Arc::clone(&cluster),
+        ));
+        Ok(Self::running(
             shared,
             Writer::Cluster {
                 engine: cluster,
                 follower: Mutex::new(Some(follower)),
             },
-        )
+            fanout,
+            fanout_thread,
+        ))
     }
 
-    fn running(shared: Arc<Shared>, writer: Writer) -> Self {
+    fn running(
+        shared: Arc<Shared>,
+        writer: Writer,
+        fanout: FanOut,
+        fanout_thread: std::thread::JoinHandle<()>,
+    ) -> Self {
         let sweeper = tokio::spawn(sweeper::run(Arc::downgrade(&shared)));
         Self {
             shared,
             running: Arc::new(Running {
                 writer,
+                fanout,
+                fanout_thread: Mutex::new(Some(fanout_thread)),
                 sweeper,
                 stopped: OnceCell::new(),
             }),
@@ -188,10 +223,14 @@ impl Hub {
             .as_ref()
             .and_then(|a| a.expires_at)
             .map(|at| shared.clock.second_of(at));
+        let limit = QueueLimit {
+            events: shared.config.queue_capacity,
+            bytes: shared.config.queue_bytes,
+        };
         let sub = Arc::new(Subscriber::new(
             shared.registry.next_key(),
             &request,
-            shared.config.queue_capacity,
+            limit,
             expires_at,
             shared.clock.now(),
         ));
@@ -228,18 +267,14 @@ impl Hub {
         self.shared.begin_shutdown();
         match &self.running.writer {
             Writer::Sequencer { commands, thread } => {
+                // The sequencer stops the fan-out once it has handed over
+                // everything it stored.
                 let (done, stopped) = oneshot::channel();
                 if commands.send(Command::Stop(done)).await.is_ok() {
                     let _ = stopped.await;
                 }
                 let thread = lock(thread).take();
-                if let Some(thread) = thread {
-                    // It has answered the stop, so it is returning.
-                    let joined = tokio::task::spawn_blocking(move || thread.join()).await;
-                    if !matches!(joined, Ok(Ok(()))) {
-                        tracing::error!("the sequencer thread ended abnormally");
-                    }
-                }
+                join("sequencer", thread).await;
             }
             Writer::Cluster { follower, .. } => {
                 let follower = lock(follower).take();
@@ -247,8 +282,11 @@ impl Hub {
                     follower.abort();
                     let _ = follower.await;
                 }
+                self.running.fanout.stop().await;
             }
         }
+        let thread = lock(&self.running.fanout_thread).take();
+        join("fan-out", thread).await;
         self.shared.registry.apply();
         self.shared.registry.for_each(|sub| sub.end(End::Shutdown));
         self.running.sweeper.abort();

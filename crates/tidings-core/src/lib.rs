@@ -41,6 +41,8 @@ mod sequencer;
 mod subscription;
 mod sweeper;
 
+mod fanout;
+
 mod shared;
 
 mod history;
@@ -63,6 +65,6 @@ pub use event::{Event, EventId, Published, Update, UpdateError};
 pub use hub::Hub;
 pub use replay::{GAP_EVENT_TYPE, Resume};
 pub use store::{Bounds, EventIdKind, MemoryStore, Retention, Store, StoreError, initial_seq};
-pub use subscriber::{End, SubscribeRequest, SubscriberAuth};
+pub use subscriber::{DirectWrite, End, SubscribeRequest, SubscriberAuth};
 pub use subscription::{AbortWatch, MAX_BATCH, Subscription};
 pub use tidings_selector::Selector;

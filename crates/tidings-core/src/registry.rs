@@ -152,21 +152,11 @@ impl Registry {
         self.index.write().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Applies what is recorded, then calls `f` (with the event's place in
-    /// `events`) for every subscriber with a selector matching one of each
-    /// event's topics, event by event; a
-    /// subscriber may come more than once for one event (the offer
-    /// deduplicates by sequence number).
-    pub(crate) fn for_each_match(
-        &self,
-        events: &[Arc<Event>],
-        mut f: impl FnMut(usize, &Arc<Event>, &Arc<Subscriber>),
-    ) {
+    /// Applies what is recorded and holds the index for reading: what the
+    /// fan-out walks for a round of events.
+    pub(crate) fn applied(&self) -> Snapshot<'_> {
         self.apply();
-        let index = self.read();
-        for (i, event) in events.iter().enumerate() {
-            index.for_each_match(event, |sub| f(i, event, sub));
-        }
+        Snapshot(self.read())
     }
 
     /// Calls `f` for every subscriber in the index (changes the index
@@ -174,6 +164,20 @@ impl Registry {
     pub(crate) fn for_each(&self, f: impl FnMut(&Arc<Subscriber>)) {
         self.try_apply();
         self.read().all.values().for_each(f);
+    }
+}
+
+/// The index, held for reading (joins and leaves meanwhile are recorded,
+/// not waited for).
+#[derive(Debug)]
+pub(crate) struct Snapshot<'a>(RwLockReadGuard<'a, Index>);
+
+impl Snapshot<'_> {
+    /// Calls `f` for every subscriber with a selector matching one of
+    /// `event`'s topics; a subscriber may come more than once (the offer
+    /// deduplicates by sequence number).
+    pub(crate) fn for_each_match<'s>(&'s self, event: &Event, f: impl FnMut(&'s Arc<Subscriber>)) {
+        self.0.for_each_match(event, f);
     }
 }
 
@@ -221,7 +225,7 @@ impl Index {
         self.all.remove(&sub.key);
     }
 
-    fn for_each_match(&self, event: &Event, mut f: impl FnMut(&Arc<Subscriber>)) {
+    fn for_each_match<'a>(&'a self, event: &Event, mut f: impl FnMut(&'a Arc<Subscriber>)) {
         for topic in &event.topics {
             if let Some(map) = self.exact.get(&**topic) {
                 map.values().for_each(&mut f);
@@ -249,7 +253,17 @@ mod tests {
             selectors: vec![Selector::parse(selector)],
             ..SubscribeRequest::default()
         };
-        Arc::new(Subscriber::new(registry.next_key(), &request, 16, None, 0))
+        let limit = crate::subscriber::QueueLimit {
+            events: 16,
+            bytes: 1 << 20,
+        };
+        Arc::new(Subscriber::new(
+            registry.next_key(),
+            &request,
+            limit,
+            None,
+            0,
+        ))
     }
 
     fn event(seq: u64, topic: &str) -> Arc<Event> {
@@ -263,7 +277,9 @@ mod tests {
 
     fn matched(registry: &Registry, event: &Arc<Event>) -> Vec<u64> {
         let mut keys = Vec::new();
-        registry.for_each_match(std::slice::from_ref(event), |_, _, sub| keys.push(sub.key));
+        registry
+            .applied()
+            .for_each_match(event, |sub| keys.push(sub.key));
         keys.sort_unstable();
         keys
     }
@@ -303,7 +319,7 @@ mod tests {
         let first = subscriber(&registry, "a");
         registry.join(&first);
         let mut churned = None;
-        registry.for_each_match(&[event(1, "a")], |_, _, _| {
+        registry.applied().for_each_match(&event(1, "a"), |_| {
             let (done, finished) = mpsc::channel();
             let churner = Arc::clone(&registry);
             std::thread::spawn(move || {

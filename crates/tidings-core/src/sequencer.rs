@@ -1,7 +1,7 @@
 //! The one place that orders events: a thread that takes publishes in
 //! arrival order, gives each update the next sequence number, encodes it,
-//! appends whole batches to the store and offers the new events to the
-//! subscribers before it answers the publishers.
+//! appends whole batches to the store, hands the new events to the
+//! fan-out thread and answers the publishers.
 //!
 //! One thread, because the order must be total and the store is written
 //! by one writer; batches, because a durable store's fsync then serves
@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::clock;
 use crate::error::PublishError;
 use crate::event::{Event, Published, Update};
+use crate::fanout::FanOut;
 use crate::shared::Shared;
 
 /// How many commands one batch takes at most.
@@ -51,7 +52,12 @@ const BUSY_GROUP: usize = 4;
 const MAX_GATHER: Duration = Duration::from_millis(2);
 
 /// Runs until told to stop or until every sender is gone.
-pub(crate) fn run(shared: &Shared, mut next: u64, mut rx: mpsc::Receiver<Command>) {
+pub(crate) fn run(
+    shared: &Shared,
+    fanout: &FanOut,
+    mut next: u64,
+    mut rx: mpsc::Receiver<Command>,
+) {
     let mut last_group = 0;
     let mut last_append = Duration::ZERO;
     while let Some(first) = rx.blocking_recv() {
@@ -68,7 +74,7 @@ pub(crate) fn run(shared: &Shared, mut next: u64, mut rx: mpsc::Receiver<Command
         }
         last_group = commands.len();
         let started = Instant::now();
-        let stopped = process(shared, &mut next, commands);
+        let stopped = process(shared, fanout, &mut next, commands);
         last_append = started.elapsed();
         if let Some(done) = stopped {
             // Anything sent after the stop is refused.
@@ -78,6 +84,8 @@ pub(crate) fn run(shared: &Shared, mut next: u64, mut rx: mpsc::Receiver<Command
                     let _ = reply.send(Err(PublishError::ShuttingDown));
                 }
             }
+            // Everything stored is offered before the stop is answered.
+            fanout.stop_blocking();
             let _ = done.send(());
             return;
         }
@@ -96,7 +104,12 @@ fn drain(rx: &mut mpsc::Receiver<Command>, commands: &mut Vec<Command>) {
 }
 
 /// One group of commands; returns the stop acknowledgement if one came.
-fn process(shared: &Shared, next: &mut u64, commands: Vec<Command>) -> Option<oneshot::Sender<()>> {
+fn process(
+    shared: &Shared,
+    fanout: &FanOut,
+    next: &mut u64,
+    commands: Vec<Command>,
+) -> Option<oneshot::Sender<()>> {
     let mut batch = Batch::default();
     let mut replies: Vec<(Reply, Result<Vec<Published>, PublishError>)> = Vec::new();
     let mut stop = None;
@@ -138,7 +151,13 @@ fn process(shared: &Shared, next: &mut u64, commands: Vec<Command>) -> Option<on
             .metrics
             .published
             .increment(batch.events.len() as u64);
-        shared.fan_out(&batch.events, &batch.received);
+        // Stored: the publishers are answered now, while the fan-out
+        // thread offers the events.
+        if !fanout.send_blocking(batch.events, batch.received) {
+            tracing::error!(
+                "the fan-out thread is gone; stored events reach subscribers only by replay"
+            );
+        }
     }
     for (reply, result) in replies {
         let _ = reply.send(result);

@@ -111,18 +111,29 @@ impl Shared {
         self.metrics.subscriptions.decrement(1.0);
     }
 
-    /// Offers newly stored `events` (in order) to the subscribers that
-    /// match them; `received` says when the hub got each, for the latency
-    /// metric. Never blocks on a subscriber.
+    /// One round of the fan-out: offers newly stored `events` (in order)
+    /// to the subscribers that match them, then flushes each subscriber
+    /// whose queue was empty (written straight to its connection when that
+    /// takes it, else its task is woken); `received` says when the hub got
+    /// each event, for the latency metric. Never blocks on a subscriber.
     pub(crate) fn fan_out(&self, events: &[Arc<Event>], received: &[Instant]) {
         let now = self.clock.now();
         let mut lagged = 0u64;
-        self.registry.for_each_match(events, |i, event, sub| {
-            let received = received.get(i).copied().unwrap_or_else(Instant::now);
-            if sub.offer(event, received, now) == Offer::Lagged {
-                lagged += 1;
+        {
+            let index = self.registry.applied();
+            let mut touched: Vec<&Arc<Subscriber>> = Vec::new();
+            for (i, event) in events.iter().enumerate() {
+                let received = received.get(i).copied().unwrap_or_else(Instant::now);
+                index.for_each_match(event, |sub| match sub.offer(event, received, now) {
+                    Offer::Queued { first: true } => touched.push(sub),
+                    Offer::Lagged => lagged += 1,
+                    Offer::Queued { first: false } | Offer::Skipped => {}
+                });
             }
-        });
+            for sub in touched {
+                sub.flush(now, &self.metrics);
+            }
+        }
         if let Some(last) = events.last() {
             self.offered.send_replace(last.seq);
         }

@@ -4,6 +4,8 @@
 //! state lives here, behind the subscriber's own mutex.
 
 use std::collections::VecDeque;
+use std::fmt;
+use std::io::{self, IoSlice};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::{Instant, SystemTime};
@@ -13,6 +15,7 @@ use futures_util::task::AtomicWaker;
 use tidings_selector::Selector;
 
 use crate::event::Event;
+use crate::metrics::Metrics;
 
 /// What a transport asks for when a client subscribes.
 #[derive(Debug, Clone, Default)]
@@ -71,6 +74,28 @@ impl End {
     }
 }
 
+/// A transport's connection, written by the fan-out itself when the
+/// subscriber's task is idle: the fan-out then hands an event to the socket
+/// without waking the task, which is most of what an event costs a hub
+/// with many subscribers. The core does no I/O of its own; this is the
+/// transport's, called from the fan-out's thread.
+pub trait DirectWrite: Send + Sync + fmt::Debug {
+    /// Writes what the connection takes now without blocking, from the
+    /// start of `bufs`; returns the number of bytes written. `WouldBlock`
+    /// (or any error) leaves the rest to the subscriber's task, which
+    /// writes it, or finds the connection broken, on its own.
+    fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize>;
+}
+
+/// How much may wait in a subscriber's queue before it counts as too slow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct QueueLimit {
+    /// Events.
+    pub(crate) events: usize,
+    /// Bytes, counted on the shared frames' lengths.
+    pub(crate) bytes: usize,
+}
+
 /// The shared half of a subscription.
 #[derive(Debug)]
 pub(crate) struct Subscriber {
@@ -84,8 +109,8 @@ pub(crate) struct Subscriber {
     pub(crate) expires_at: Option<u32>,
     /// The token's `mercure.payload`.
     pub(crate) payload: Option<Arc<serde_json::Value>>,
-    /// How many events may wait in the queue.
-    capacity: usize,
+    /// How much may wait in the queue.
+    limit: QueueLimit,
     /// The queue and its flags.
     state: Mutex<State>,
     /// The transport task waiting for the queue.
@@ -96,6 +121,20 @@ pub(crate) struct Subscriber {
 struct State {
     /// Events offered and not yet taken, in order.
     queue: VecDeque<Arc<Event>>,
+    /// Bytes of the front event's frame already written to the connection
+    /// by the fan-out (a write it took only in part).
+    front_written: usize,
+    /// The sum of the queued frames' lengths.
+    queued_bytes: usize,
+    /// Queued events, from the front, already counted as delivered by a
+    /// write of the fan-out that took them only in part.
+    counted: usize,
+    /// The connection, once the subscription is live and its transport
+    /// offers one.
+    direct: Option<Arc<dyn DirectWrite>>,
+    /// The task found the queue empty and waits: nothing it took is
+    /// unwritten, so the fan-out may write to `direct` itself.
+    idle: bool,
     /// The highest sequence number offered: an event matched by several
     /// selectors or topics is queued once.
     last_offered: u64,
@@ -121,8 +160,13 @@ struct State {
 /// What the fan-out did with an event for one subscriber.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Offer {
-    /// Queued.
-    Queued,
+    /// Queued; `first`: into an empty queue, so the fan-out must
+    /// [flush](Subscriber::flush) the subscriber once it has offered the
+    /// whole round.
+    Queued {
+        /// The queue was empty.
+        first: bool,
+    },
     /// Not for this subscriber, already queued, or the stream is ending.
     Skipped,
     /// The queue was full: the subscriber is ended as too slow.
@@ -133,7 +177,7 @@ impl Subscriber {
     pub(crate) fn new(
         key: u64,
         request: &SubscribeRequest,
-        capacity: usize,
+        limit: QueueLimit,
         expires_at: Option<u32>,
         now: u32,
     ) -> Self {
@@ -150,9 +194,17 @@ impl Subscriber {
                 .as_ref()
                 .and_then(|a| a.payload.clone())
                 .map(Arc::new),
-            capacity: capacity.max(1),
+            limit: QueueLimit {
+                events: limit.events.max(1),
+                bytes: limit.bytes.max(1),
+            },
             state: Mutex::new(State {
                 queue: VecDeque::new(),
+                front_written: 0,
+                queued_bytes: 0,
+                counted: 0,
+                direct: None,
+                idle: false,
                 last_offered: 0,
                 replaying: request.last_event_id.is_some(),
                 overflowed: false,
@@ -188,7 +240,9 @@ impl Subscriber {
     }
 
     /// The fan-out offers `event`, which one of this subscriber's selectors
-    /// matched. Never blocks beyond the queue's mutex.
+    /// matched. Never blocks beyond the queue's mutex, and wakes nobody
+    /// unless the subscriber must end: the fan-out
+    /// [flushes](Subscriber::flush) the queue once the round is offered.
     pub(crate) fn offer(&self, event: &Arc<Event>, received: Instant, now: u32) -> Offer {
         if !self.may_see(event) {
             return Offer::Skipped;
@@ -198,29 +252,65 @@ impl Subscriber {
             return Offer::Skipped;
         }
         st.last_offered = event.seq;
-        let outcome = if st.queue.len() >= self.capacity {
+        let size = event.frame.len();
+        let full = st.queue.len() >= self.limit.events
+            || (!st.queue.is_empty() && st.queued_bytes + size > self.limit.bytes);
+        if full {
             if st.replaying {
                 st.overflowed = true;
                 // The replay will read these from history again.
                 st.queue.clear();
-                Offer::Skipped
-            } else {
-                st.end = Some(End::Lagged);
-                Offer::Lagged
+                st.queued_bytes = 0;
+                st.front_written = 0;
+                st.counted = 0;
+                return Offer::Skipped;
             }
-        } else {
-            if st.queue.is_empty() {
-                st.oldest = Some(received);
-                if st.waiting_since == 0 {
-                    st.waiting_since = now.max(1);
-                }
+            st.end = Some(End::Lagged);
+            drop(st);
+            self.waker.wake();
+            return Offer::Lagged;
+        }
+        let first = st.queue.is_empty();
+        if first {
+            st.oldest = Some(received);
+            if st.waiting_since == 0 {
+                st.waiting_since = now.max(1);
             }
-            st.queue.push_back(Arc::clone(event));
-            Offer::Queued
+        }
+        st.queued_bytes += size;
+        st.queue.push_back(Arc::clone(event));
+        Offer::Queued { first }
+    }
+
+    /// After a round of offers: writes what is queued straight to the
+    /// connection when the subscriber's task is idle and the connection
+    /// takes it all at once; otherwise (or for what it does not take)
+    /// wakes the task. Returns the live events written here.
+    pub(crate) fn flush(&self, now: u32, metrics: &Metrics) -> u64 {
+        let mut st = self.lock();
+        let written = match (&st.direct, st.idle) {
+            (Some(direct), true) if !st.queue.is_empty() => {
+                let direct = Arc::clone(direct);
+                write_queue(&mut st, &*direct, metrics)
+            }
+            _ => 0,
         };
+        if written > 0 {
+            if let Some(oldest) = st.oldest {
+                metrics.latency.record(oldest.elapsed().as_secs_f64());
+            }
+            st.last_take = now;
+        }
+        if st.queue.is_empty() {
+            st.oldest = None;
+            st.waiting_since = 0;
+            return written;
+        }
+        // The task takes the rest (and learns of a broken connection).
+        st.idle = false;
         drop(st);
         self.waker.wake();
-        outcome
+        written
     }
 
     /// Ends the stream (the first reason wins).
@@ -274,6 +364,8 @@ const HEARTBEAT: &[u8] = b":\n";
 pub(crate) struct Taken {
     /// Live events handed out.
     pub(crate) events: u64,
+    /// Of those, the ones not yet counted as delivered.
+    pub(crate) uncounted: u64,
     /// When the hub received the oldest of them.
     pub(crate) oldest: Option<Instant>,
 }
@@ -285,6 +377,19 @@ impl Subscriber {
         let mut st = self.lock();
         st.left = true;
         st.queue = VecDeque::new();
+        st.queued_bytes = 0;
+        st.counted = 0;
+        // The transport's connection closes with the transport.
+        st.direct = None;
+    }
+
+    /// The subscription went live: from now on the fan-out may write to
+    /// `direct` itself while the task is idle.
+    pub(crate) fn write_through(&self, direct: Arc<dyn DirectWrite>) {
+        let mut st = self.lock();
+        if !st.left {
+            st.direct = Some(direct);
+        }
     }
 
     /// Moves up to `max` queued events newer than `last_sent` into `out`
@@ -306,10 +411,17 @@ impl Subscriber {
             let Some(event) = st.queue.pop_front() else {
                 break;
             };
+            let written = std::mem::take(&mut st.front_written);
+            st.queued_bytes -= event.frame.len();
+            let counted = st.counted > 0;
+            st.counted = st.counted.saturating_sub(1);
             if event.seq > *last_sent {
                 *last_sent = event.seq;
-                out.push(event.frame.clone());
+                out.push(event.frame.slice(written.min(event.frame.len())..));
                 taken.events += 1;
+                if !counted {
+                    taken.uncounted += 1;
+                }
             }
         }
         if taken.events > 0 {
@@ -323,6 +435,7 @@ impl Subscriber {
                 out.push(Bytes::from_static(HEARTBEAT));
             }
             st.heartbeat = false;
+            st.idle = false;
             st.last_take = now;
             st.waiting_since = if st.queue.is_empty() { 0 } else { now.max(1) };
             return Poll::Ready(Ok(taken));
@@ -330,6 +443,10 @@ impl Subscriber {
         if let Some(end) = st.end {
             return Poll::Ready(Err(end));
         }
+        // Idle: nothing taken is unwritten. Whatever was sent is never
+        // offered again, also to the fan-out's own writes.
+        st.idle = true;
+        st.last_offered = st.last_offered.max(*last_sent);
         st.waiting_since = 0;
         Poll::Pending
     }
@@ -364,6 +481,52 @@ impl Subscriber {
         match self.lock().end {
             Some(end) if end.aborts() => Poll::Ready(end),
             _ => Poll::Pending,
+        }
+    }
+}
+
+/// Writes as much of the queue as `direct` takes now; drops what was
+/// written whole, remembers how much of a frame was written in part.
+/// Returns the events written whole.
+fn write_queue(st: &mut State, direct: &dyn DirectWrite, metrics: &Metrics) -> u64 {
+    /// As many frames per write as `raw.rs` gathers: well within `IOV_MAX`.
+    const SLICES: usize = 64;
+    let mut done = 0u64;
+    loop {
+        let mut slices = [IoSlice::new(&[]); SLICES];
+        let mut count = 0;
+        for (slot, event) in slices.iter_mut().zip(&st.queue) {
+            let skip = if count == 0 { st.front_written } else { 0 };
+            *slot = IoSlice::new(event.frame.get(skip..).unwrap_or_default());
+            count += 1;
+        }
+        if count == 0 {
+            return done;
+        }
+        // Counted before the write: whoever reads the counter once the
+        // bytes arrived must find them counted. What the write does not
+        // take stays counted (`counted`), and the task does not count it
+        // again.
+        if count > st.counted {
+            metrics.delivered.increment((count - st.counted) as u64);
+            st.counted = count;
+        }
+        let mut written = match direct.try_write_vectored(slices.get(..count).unwrap_or_default()) {
+            Ok(0) | Err(_) => return done,
+            Ok(n) => n,
+        };
+        while let Some(front) = st.queue.front() {
+            let left = front.frame.len() - st.front_written;
+            if written < left {
+                st.front_written += written;
+                return done;
+            }
+            written -= left;
+            st.front_written = 0;
+            st.queued_bytes -= front.frame.len();
+            st.counted -= 1;
+            st.queue.pop_front();
+            done += 1;
         }
     }
 }

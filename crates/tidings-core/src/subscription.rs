@@ -13,7 +13,7 @@ use bytes::Bytes;
 use crate::event::Event;
 use crate::shared::Shared;
 use crate::store::StoreError;
-use crate::subscriber::{End, Subscriber};
+use crate::subscriber::{DirectWrite, End, Subscriber};
 
 /// Where a subscription is in its life.
 #[derive(Debug)]
@@ -82,6 +82,15 @@ impl Subscription {
             resume_header,
             reading: None,
         }
+    }
+
+    /// Lets the fan-out write to the transport's connection itself while
+    /// this subscription is live and idle (its queue empty, nothing taken
+    /// unwritten). A transport that offers this must write what
+    /// [`Subscription::next`] hands out in order, in full, before it asks
+    /// for more.
+    pub fn write_through(&self, direct: Arc<dyn DirectWrite>) {
+        self.sub.write_through(direct);
     }
 
     /// The `mercure.payload` of the subscriber's token.
@@ -190,7 +199,7 @@ impl Subscription {
         let taken = std::task::ready!(self.sub.take(cx, out, &mut self.last_sent, MAX_BATCH, now))?;
         if taken.events > 0 {
             self.pending_latency = self.pending_latency.or(taken.oldest);
-            self.shared.metrics.delivered.increment(taken.events);
+            self.shared.metrics.delivered.increment(taken.uncounted);
         }
         Poll::Ready(Ok(()))
     }

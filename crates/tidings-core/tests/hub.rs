@@ -396,3 +396,165 @@ async fn heartbeats_on_idle_streams() {
     sub.next(&mut out).await.unwrap();
     assert_eq!(&out[0][..], b":\n");
 }
+
+/// A stand-in for a transport's connection: what the fan-out writes to it
+/// and what the subscriber's task writes go to one byte stream, as on a
+/// socket. It takes everything, or at most `budget` more bytes and then
+/// would block.
+#[derive(Debug, Default)]
+struct Connection {
+    bytes: std::sync::Mutex<Vec<u8>>,
+    budget: std::sync::Mutex<Option<usize>>,
+    direct_writes: std::sync::atomic::AtomicUsize,
+}
+
+impl tidings_core::DirectWrite for Connection {
+    fn try_write_vectored(&self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+        let mut budget = self.budget.lock().unwrap();
+        let mut bytes = self.bytes.lock().unwrap();
+        let mut written = 0;
+        for buf in bufs {
+            let take = budget.map_or(buf.len(), |b| buf.len().min(b - written));
+            bytes.extend_from_slice(&buf[..take]);
+            written += take;
+            if take < buf.len() {
+                break;
+            }
+        }
+        if written == 0 {
+            return Err(std::io::ErrorKind::WouldBlock.into());
+        }
+        if let Some(b) = budget.as_mut() {
+            *b -= written;
+        }
+        self.direct_writes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(written)
+    }
+}
+
+/// While the subscriber's task waits with nothing unwritten, the fan-out
+/// writes events to the connection itself; what the connection does not
+/// take (in part or at all) the task writes, in order, nothing twice.
+#[tokio::test]
+async fn the_fan_out_writes_through_to_idle_connections() {
+    let hub = hub();
+    let mut sub = hub.subscribe(request(&["t"], None)).await.unwrap();
+    let connection = Arc::new(Connection::default());
+    sub.write_through(connection.clone());
+    // The transport's task: writes what it is handed to the same stream.
+    let task_connection = Arc::clone(&connection);
+    let (batches, mut batches_rx) = tokio::sync::mpsc::unbounded_channel();
+    let task = tokio::spawn(async move {
+        let mut out = Vec::new();
+        while sub.next(&mut out).await.is_ok() {
+            let mut bytes = task_connection.bytes.lock().unwrap();
+            for frame in out.drain(..) {
+                bytes.extend_from_slice(&frame);
+            }
+            drop(bytes);
+            sub.written();
+            let _ = batches.send(());
+        }
+    });
+    batches_rx.recv().await.unwrap(); // the opening comment
+    let wait_for = |n: usize| {
+        let connection = Arc::clone(&connection);
+        async move {
+            tokio::time::timeout(Duration::from_secs(5), async {
+                loop {
+                    let text = String::from_utf8(connection.bytes.lock().unwrap().clone()).unwrap();
+                    if text.matches("data: ").count() >= n {
+                        return text;
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            })
+            .await
+            .expect("events did not arrive")
+        }
+    };
+
+    // Idle and the connection takes it all: written by the fan-out.
+    hub.publish(vec![update("t", "one")]).await.unwrap();
+    wait_for(1).await;
+    assert_eq!(
+        connection
+            .direct_writes
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    assert!(batches_rx.try_recv().is_err(), "the task was not needed");
+
+    // The connection takes a few bytes: the task writes the rest.
+    *connection.budget.lock().unwrap() = Some(7);
+    hub.publish(vec![update("t", "two, in part")])
+        .await
+        .unwrap();
+    batches_rx.recv().await.unwrap();
+    wait_for(2).await;
+
+    // The connection takes nothing: the task writes everything, in order.
+    *connection.budget.lock().unwrap() = Some(0);
+    hub.publish(vec![update("t", "three"), update("t", "four")])
+        .await
+        .unwrap();
+    let text = wait_for(4).await;
+    *connection.budget.lock().unwrap() = None;
+    hub.publish(vec![update("t", "five")]).await.unwrap();
+    let text_after = wait_for(5).await;
+    assert!(text_after.starts_with(&text));
+
+    let data: Vec<&str> = text_after
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .collect();
+    assert_eq!(data, ["one", "two, in part", "three", "four", "five"]);
+    let ids: Vec<&str> = text_after
+        .lines()
+        .filter_map(|l| l.strip_prefix("id: "))
+        .collect();
+    assert_eq!(ids.len(), 5);
+    assert!(text_after.ends_with("\n\n"));
+    hub.shutdown().await;
+    task.await.unwrap();
+}
+
+/// A subscriber whose queue holds more bytes than its limit is ended as
+/// too slow, however few events that is.
+#[tokio::test]
+async fn the_queue_is_bounded_in_bytes() {
+    let hub = hub_with(
+        HubConfig {
+            retry: None,
+            queue_bytes: 10_000,
+            ..HubConfig::default()
+        },
+        Retention::default(),
+    );
+    let mut sub = hub.subscribe(request(&["t"], None)).await.unwrap();
+    let _ = next_text(&mut sub).await.unwrap();
+    let big = "x".repeat(4_000);
+    for _ in 0..4 {
+        hub.publish(vec![update("t", &big)]).await.unwrap();
+    }
+    let mut out = Vec::new();
+    let mut events = 0;
+    let end = loop {
+        match tokio::time::timeout(Duration::from_secs(5), sub.next(&mut out))
+            .await
+            .unwrap()
+        {
+            Ok(()) => {
+                events += out.len();
+                out.clear();
+            }
+            Err(end) => break end,
+        }
+    };
+    assert_eq!(end, End::Lagged);
+    assert_eq!(
+        events, 2,
+        "two 4 kB events fit in 10 kB, the third does not"
+    );
+}

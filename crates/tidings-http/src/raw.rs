@@ -12,12 +12,13 @@
 use std::future::poll_fn;
 use std::io::{self, IoSlice};
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::{BufMut as _, Bytes, BytesMut};
 use http::header::{HeaderName, HeaderValue};
 use http::request::Parts;
-use tidings_core::{AbortWatch, Subscription};
+use tidings_core::{AbortWatch, DirectWrite, Subscription};
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpStream;
 
@@ -57,13 +58,21 @@ pub(crate) async fn open(
 /// how its request was read and authorized.
 pub(crate) async fn pump(stream: TcpStream, mut subscription: Subscription, head: Bytes) {
     let watch = subscription.abort_watch();
+    let socket = Arc::new(Socket(stream));
+    let stream = &socket.0;
     let mut frames = vec![head];
+    let mut direct = Some(Arc::clone(&socket));
     loop {
-        if let Err(err) = write_all(&stream, &frames, &watch).await {
+        if let Err(err) = write_all(stream, &frames, &watch).await {
             tracing::debug!(error = %err, "event stream write failed");
             return;
         }
         subscription.written();
+        if let Some(direct) = direct.take() {
+            // The head is out: from now on the fan-out may write events
+            // itself whenever this task has nothing unwritten.
+            subscription.write_through(direct);
+        }
         frames.clear();
         if frames.capacity() > 64 {
             frames = Vec::new();
@@ -71,7 +80,7 @@ pub(crate) async fn pump(stream: TcpStream, mut subscription: Subscription, head
         // One poll function for both waits: no future is stored per
         // stream, only the socket's and the queue's wakers.
         let next = poll_fn(|cx| {
-            if peer_gone(&stream, cx) {
+            if peer_gone(stream, cx) {
                 return Poll::Ready(None);
             }
             subscription.poll_next(cx, &mut frames).map(Some)
@@ -85,6 +94,17 @@ pub(crate) async fn pump(stream: TcpStream, mut subscription: Subscription, head
             }
             None => return,
         }
+    }
+}
+
+/// The connection, shared by this task and the fan-out, which writes to it
+/// only while this task waits with nothing unwritten (`write_through`).
+#[derive(Debug)]
+struct Socket(TcpStream);
+
+impl DirectWrite for Socket {
+    fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        self.0.try_write_vectored(bufs)
     }
 }
 

@@ -115,5 +115,5 @@ pub(crate) async fn start(config: &ClusterConfig, hub: HubConfig) -> anyhow::Res
         engine = %tidings_cluster::redacted(&config.url),
         "cluster mode: the history is the engine's; this hub keeps a copy in memory"
     );
-    Ok(Hub::start_cluster(hub, store, engine))
+    Hub::start_cluster(hub, store, engine).context("cannot start the hub")
 }
