@@ -84,7 +84,13 @@ pub(crate) struct ServeArgs {
 
 /// `ServeArgs`, checked and turned into the library crates' configurations.
 struct Validated {
+    /// Where to listen.
+    listen: SocketAddr,
+    /// How the hub core treats subscribers.
+    hub: HubConfig,
+    /// The HTTP side.
     server: ServerConfig,
+    /// Where history is kept (single hub).
     store: store::StoreConfig,
     /// The cluster engine; `None`: a single hub.
     cluster: Option<cluster::ClusterConfig>,
@@ -115,11 +121,9 @@ impl ServeArgs {
         };
         let security = self.security.validate()?;
         let server = ServerConfig {
-            listen: self.listen,
             max_body: self.max_body,
             max_selectors: self.max_selectors,
             max_connections: security.max_connections,
-            hub,
             auth: security.auth,
             cors: security.cors,
             tls: security.tls,
@@ -128,6 +132,8 @@ impl ServeArgs {
         let store = self.store.validate()?;
         let cluster = self.cluster.validate()?;
         Ok(Validated {
+            listen: self.listen,
+            hub,
             server,
             store,
             cluster,
@@ -164,10 +170,10 @@ async fn serve(config: Validated) -> anyhow::Result<()> {
         tokio::spawn(tidings_http::metrics::upkeep(handle));
     }
     let hub = match &config.cluster {
-        Some(cluster) => cluster::start(cluster, config.server.hub.clone()).await?,
+        Some(cluster) => cluster::start(cluster, config.hub.clone()).await?,
         None => {
             let store = store::open(&config.store)?;
-            Hub::start(config.server.hub.clone(), store).context("cannot start the hub")?
+            Hub::start(config.hub.clone(), store).context("cannot start the hub")?
         }
     };
     if config.demo {
@@ -176,7 +182,7 @@ async fn serve(config: Validated) -> anyhow::Result<()> {
             tidings_demo::DemoConfig::default(),
         ));
     }
-    let listen = config.server.listen;
+    let listen = config.listen;
     let listener = listen::bind(listen, config.reuse_port)?;
     let local = listener
         .local_addr()
