@@ -1,6 +1,7 @@
 //! Auth and browser safety against the real binary: JWTs (HMAC and public
 //! keys), private updates, token sources, expiry, CORS, TLS with HTTP/2,
-//! tokens kept out of logs, and the brake on failing peers.
+//! tokens kept out of logs, the brake on failing peers, and the client
+//! address behind trusted reverse proxies.
 
 #![allow(
     clippy::unwrap_used,
@@ -16,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use serde_json::json;
-use support::{TestHub, encode as pct};
+use support::{TestHub, encode as pct, refused_to_start};
 
 const SECRET: &str = "test-secret-for-tidings-0123456789";
 const HUB: &str = "/.well-known/mercure";
@@ -695,4 +696,124 @@ async fn repeated_failures_are_slowed_down() {
         200
     );
     assert!(started.elapsed() < Duration::from_millis(450) || cfg!(debug_assertions));
+}
+
+const FORM: (&str, &str) = ("Content-Type", "application/x-www-form-urlencoded");
+
+/// A form publish with extra headers.
+async fn publish_headers(hub: &TestHub, headers: &[(&str, &str)]) -> support::Response {
+    let mut all = vec![FORM];
+    all.extend_from_slice(headers);
+    hub.request("POST", HUB, &all, b"topic=a&data=x").await
+}
+
+#[tokio::test]
+async fn dev_mode_refuses_publishes_a_proxy_may_be_relaying() {
+    // No trusted proxy: a local proxy relaying the internet cannot be told
+    // from a local program.
+    let hub = TestHub::start(&[]).await;
+    for header in [
+        ("X-Forwarded-For", "203.0.113.7"),
+        ("X-Forwarded-For", "127.0.0.1"),
+        ("Forwarded", "for=127.0.0.1"),
+    ] {
+        let refused = publish_headers(&hub, &[header]).await;
+        assert_eq!(refused.status, 403, "{header:?}");
+        let error = refused.json()["error"].as_str().unwrap().to_owned();
+        assert!(error.contains("X-Forwarded-For"), "{error}");
+        assert!(error.contains("--trusted-proxy"), "{error}");
+    }
+    assert_eq!(publish_headers(&hub, &[]).await.status, 200);
+
+    // The proxy trusted (from the environment, comma-separated): the
+    // client it names counts.
+    let behind = TestHub::start_env(
+        &[],
+        &[("TIDINGS_TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1/32,::1")],
+    )
+    .await;
+    let local = publish_headers(&behind, &[("X-Forwarded-For", "127.0.0.1")]).await;
+    assert_eq!(local.status, 200, "{}", local.text());
+    let remote = publish_headers(&behind, &[("X-Forwarded-For", "127.0.0.1, 203.0.113.7")]).await;
+    assert_eq!(remote.status, 403);
+    assert!(
+        remote.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("loopback")
+    );
+    let hidden = publish_headers(&behind, &[("Forwarded", "for=unknown")]).await;
+    assert_eq!(hidden.status, 403);
+    assert!(
+        hidden.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("did not give the client's address")
+    );
+}
+
+/// How long one request that fails authentication takes, as `client`
+/// behind the trusted loopback proxy.
+async fn failing(hub: &TestHub, method: &str, client: &str) -> Duration {
+    let started = Instant::now();
+    let bad = bearer("not-a-token");
+    let headers = [
+        FORM,
+        ("Authorization", bad.as_str()),
+        ("X-Forwarded-For", client),
+    ];
+    let response = match method {
+        // The lean stream path.
+        "GET" => {
+            hub.request("GET", &target(&["a"]), &headers[1..], b"")
+                .await
+        }
+        // hyper's path.
+        _ => hub.request("POST", HUB, &headers, b"topic=a&data=x").await,
+    };
+    assert_eq!(response.status, 401, "{method}");
+    started.elapsed()
+}
+
+#[tokio::test]
+async fn both_paths_go_by_the_forwarded_client() {
+    let hub = TestHub::start(&[
+        "--jwt-key",
+        SECRET,
+        "--no-anonymous",
+        "--trusted-proxy",
+        "127.0.0.1",
+    ])
+    .await;
+    for (method, first, second) in [
+        ("GET", "203.0.113.1", "203.0.113.2"),
+        ("POST", "198.51.100.1", "198.51.100.2"),
+    ] {
+        for _ in 0..5 {
+            failing(&hub, method, first).await;
+        }
+        // The brake slows this client down, not the next one behind the
+        // same proxy.
+        let slowed = failing(&hub, method, first).await;
+        assert!(slowed >= Duration::from_millis(250), "{method}: {slowed:?}");
+        let other = failing(&hub, method, second).await;
+        assert!(other < Duration::from_millis(250), "{method}: {other:?}");
+    }
+}
+
+#[tokio::test]
+async fn bad_trusted_proxies_stop_the_start_with_the_reason() {
+    let cases = [
+        ("10.0.0.1/8", "did you mean 10.0.0.0/8?"),
+        ("fd00::/200", "longer than the 128 bits"),
+        ("proxy.internal", "CIDR notation"),
+        ("", "empty"),
+    ];
+    for (value, reason) in cases {
+        let stderr = refused_to_start(&["--trusted-proxy", value], &[]).await;
+        assert!(stderr.contains("--trusted-proxy"), "{stderr}");
+        assert!(stderr.contains(reason), "{value:?}: {stderr}");
+    }
+    let stderr = refused_to_start(&[], &[("TIDINGS_TRUSTED_PROXIES", "127.0.0.1,300.1.2.3")]).await;
+    assert!(stderr.contains("\"300.1.2.3\""), "{stderr}");
 }

@@ -126,6 +126,7 @@ impl ServeArgs {
             max_connections: security.max_connections,
             auth: security.auth,
             cors: security.cors,
+            trusted_proxies: security.trusted_proxies,
             tls: security.tls,
             ..ServerConfig::default()
         };
@@ -196,7 +197,13 @@ async fn serve(config: Validated) -> anyhow::Result<()> {
     let auth = &config.server.auth;
     if auth.publisher.is_none() {
         tracing::warn!(
-            "no publisher JWT key: dev mode. Publishing is accepted from loopback peers only, without a token"
+            "no publisher JWT key: dev mode. Publishing is accepted from loopback clients only, without a token; \
+             a publish that carries Forwarded or X-Forwarded-For from a peer that is not a --trusted-proxy is refused"
+        );
+    }
+    if !config.server.trusted_proxies.is_empty() {
+        tracing::info!(
+            "requests from trusted proxies are taken as from the client their Forwarded or X-Forwarded-For names"
         );
     }
     if auth.subscriber.is_none() {

@@ -84,11 +84,27 @@ impl TestHub {
         Self::spawn(&all).await
     }
 
+    /// Starts `tidings serve` with `args` and environment variables `env`
+    /// on a free port, with a fresh `--data-dir`.
+    pub async fn start_env(args: &[&str], env: &[(&str, &str)]) -> Self {
+        let dir = TempDir::new();
+        let mut all = vec!["--data-dir", dir.path().to_str().unwrap()];
+        all.extend_from_slice(args);
+        let mut hub = Self::spawn_env(&all, env).await;
+        hub.data_dir = Some(dir);
+        hub
+    }
+
     async fn spawn(args: &[&str]) -> Self {
+        Self::spawn_env(args, &[]).await
+    }
+
+    async fn spawn_env(args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tidings"))
             .arg("serve")
             .args(["--listen", "127.0.0.1:0", "--log-json"])
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -218,6 +234,27 @@ impl TestHub {
             .expect("the hub did not exit after SIGTERM")
             .unwrap()
     }
+}
+
+/// Runs `tidings serve` with `args` and environment `env`, expecting it to
+/// refuse to start; returns what it wrote to stderr.
+pub async fn refused_to_start(args: &[&str], env: &[(&str, &str)]) -> String {
+    let output = tokio::time::timeout(
+        WAIT,
+        Command::new(env!("CARGO_BIN_EXE_tidings"))
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0", "--memory"])
+            .args(args)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the hub did not exit")
+    .unwrap();
+    assert!(!output.status.success(), "the hub started with {args:?}");
+    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 fn listening_address(line: &str) -> Option<SocketAddr> {

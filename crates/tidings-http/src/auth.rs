@@ -12,13 +12,14 @@ use http::{HeaderMap, StatusCode};
 use tidings_auth::{Claims, Verifier};
 use tidings_core::SubscriberAuth;
 
+use crate::client::{Client, Source};
 use crate::error::AppError;
 use crate::form;
 
 /// How the hub authenticates.
 #[derive(Debug, Clone, Default)]
 pub struct AuthConfig {
-    /// Verifies publishers' tokens; `None`: dev mode, loopback peers may
+    /// Verifies publishers' tokens; `None`: dev mode, loopback clients may
     /// publish without one.
     pub publisher: Option<Verifier>,
     /// Verifies subscribers' tokens; `None`: tokens are ignored and nobody
@@ -82,19 +83,15 @@ fn verify(verifier: &Verifier, token: &str) -> Result<Claims, AppError> {
 }
 
 impl AuthConfig {
-    /// Who the publisher is: checked before its body is read.
+    /// Who the publisher is: checked before its body is read. `client` is
+    /// who sent the request (`None`: unknown).
     pub(crate) fn publisher(
         &self,
         parts: &Parts,
-        peer: Option<IpAddr>,
+        client: Option<Client>,
     ) -> Result<PublishGrant, AppError> {
         let Some(verifier) = &self.publisher else {
-            return match peer {
-                Some(ip) if ip.is_loopback() => Ok(PublishGrant::Loopback),
-                _ => Err(forbidden(
-                    "this hub runs without a JWT key (dev mode): publishing is allowed from loopback addresses only",
-                )),
-            };
+            return dev_mode(client);
         };
         let token = token(parts)?.ok_or_else(|| unauthorized("publishing needs a token"))?;
         Ok(PublishGrant::Token(verify(verifier, &token)?))
@@ -120,6 +117,33 @@ impl AuthConfig {
             expires_at: claims.expires_at,
             payload: claims.payload,
         }))
+    }
+}
+
+/// Dev mode: only a client known to be on this machine may publish.
+fn dev_mode(client: Option<Client>) -> Result<PublishGrant, AppError> {
+    match client {
+        Some(client) if client.is_loopback() => Ok(PublishGrant::Loopback),
+        Some(Client {
+            addr,
+            source: Source::PeerIgnoringForwarding,
+        }) if addr.is_loopback() => Err(forbidden(
+            "this hub runs without a JWT key (dev mode): publishing is allowed from loopback \
+             clients only, and this request carries Forwarded or X-Forwarded-For from a peer that \
+             is not a trusted proxy, so the hub cannot tell a local proxy relaying other machines \
+             from a local program. List the proxy with --trusted-proxy, or set a publisher JWT key",
+        )),
+        Some(Client {
+            source: Source::Hidden,
+            ..
+        }) => Err(forbidden(
+            "this hub runs without a JWT key (dev mode): publishing is allowed from loopback \
+             clients only, and the trusted proxy did not give the client's address (unknown, \
+             obfuscated or malformed Forwarded or X-Forwarded-For)",
+        )),
+        _ => Err(forbidden(
+            "this hub runs without a JWT key (dev mode): publishing is allowed from loopback addresses only",
+        )),
     }
 }
 
@@ -202,14 +226,15 @@ impl FailureBrake {
     }
 }
 
-/// Answers an authentication failure after the brake's delay.
-pub(crate) async fn brake(brake: &FailureBrake, peer: Option<IpAddr>, err: AppError) -> AppError {
+/// Answers an authentication failure after the brake's delay. Failures
+/// count per client address (behind trusted proxies, the forwarded one).
+pub(crate) async fn brake(brake: &FailureBrake, client: Option<Client>, err: AppError) -> AppError {
     if err.status == StatusCode::UNAUTHORIZED
-        && let Some(peer) = peer
+        && let Some(client) = client
     {
-        let delay = brake.failed(peer);
+        let delay = brake.failed(client.addr);
         if !delay.is_zero() {
-            tracing::debug!(%peer, ?delay, "slowing down repeated authentication failures");
+            tracing::debug!(%client, ?delay, "slowing down repeated authentication failures");
             tokio::time::sleep(delay).await;
         }
     }
@@ -252,6 +277,13 @@ mod tests {
         assert!(token(&parts("/x", &[("authorization", "Basic abc")])).is_err());
     }
 
+    fn peer(ip: IpAddr) -> Option<Client> {
+        Some(Client {
+            addr: ip,
+            source: Source::Peer,
+        })
+    }
+
     #[test]
     fn dev_mode_publishes_from_loopback_only() {
         let auth = AuthConfig::default();
@@ -259,14 +291,42 @@ mod tests {
         let loopback: [IpAddr; 2] = [[127, 0, 0, 1].into(), std::net::Ipv6Addr::LOCALHOST.into()];
         for ip in loopback {
             assert!(matches!(
-                auth.publisher(&request, Some(ip)),
+                auth.publisher(&request, peer(ip)),
                 Ok(PublishGrant::Loopback)
             ));
         }
         let remote: IpAddr = [192, 0, 2, 7].into();
-        let err = auth.publisher(&request, Some(remote)).unwrap_err();
+        let err = auth.publisher(&request, peer(remote)).unwrap_err();
         assert_eq!(err.status, StatusCode::FORBIDDEN);
         assert!(auth.publisher(&request, None).is_err());
+    }
+
+    #[test]
+    fn dev_mode_refuses_what_a_local_proxy_may_relay() {
+        let auth = AuthConfig::default();
+        let request = parts("/x", &[]);
+        let relayed = Some(Client {
+            addr: [127, 0, 0, 1].into(),
+            source: Source::PeerIgnoringForwarding,
+        });
+        let err = auth.publisher(&request, relayed).unwrap_err();
+        assert_eq!(err.status, StatusCode::FORBIDDEN);
+        assert!(err.message.contains("--trusted-proxy"), "{}", err.message);
+        let hidden = Some(Client {
+            addr: [127, 0, 0, 1].into(),
+            source: Source::Hidden,
+        });
+        let err = auth.publisher(&request, hidden).unwrap_err();
+        assert!(
+            err.message.contains("did not give the client's address"),
+            "{}",
+            err.message
+        );
+        let forwarded = Some(Client {
+            addr: [127, 0, 0, 1].into(),
+            source: Source::Forwarded,
+        });
+        assert!(auth.publisher(&request, forwarded).is_ok());
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::time::Duration;
 use tokio_rustls::TlsAcceptor;
 
 use crate::auth::AuthConfig;
+use crate::client::TrustedProxies;
 use crate::cors::CorsConfig;
 
 /// Everything the HTTP side needs to know.
@@ -26,6 +27,9 @@ pub struct ServerConfig {
     pub auth: AuthConfig,
     /// Browser origins allowed to use the hub.
     pub cors: CorsConfig,
+    /// Reverse proxies whose `Forwarded`/`X-Forwarded-For` name the
+    /// client; empty: the TCP peer is the client.
+    pub trusted_proxies: TrustedProxies,
     /// TLS (with HTTP/2 by ALPN); `None`: plain HTTP.
     pub tls: Option<TlsAcceptor>,
 }
@@ -40,6 +44,7 @@ impl Default for ServerConfig {
             max_connections: 16_000,
             auth: AuthConfig::default(),
             cors: CorsConfig::default(),
+            trusted_proxies: TrustedProxies::default(),
             tls: None,
         }
     }
@@ -53,6 +58,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("max_connections", &self.max_connections)
             .field("auth", &self.auth)
             .field("cors", &self.cors)
+            .field("trusted_proxies", &self.trusted_proxies)
             .field("tls", &self.tls.is_some())
             .finish_non_exhaustive()
     }

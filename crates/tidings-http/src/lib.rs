@@ -12,10 +12,12 @@
 mod app;
 mod assets;
 mod auth;
+mod client;
 mod config;
 mod cors;
 mod error;
 mod form;
+mod forwarded;
 pub mod metrics;
 mod prefixed;
 mod publish;
@@ -27,6 +29,7 @@ pub mod tls;
 
 pub use app::{EVENTS_PATH, HUB_PATH, PUBLISH_PATH, app};
 pub use auth::AuthConfig;
+pub use client::{TrustedProxies, TrustedProxyError};
 pub use config::ServerConfig;
 pub use cors::CorsConfig;
 pub use error::AppError;

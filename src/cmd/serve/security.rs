@@ -1,12 +1,12 @@
-//! Who may do what: the JWT, CORS, TLS and connection-limit flags of
-//! `tidings serve`.
+//! Who may do what: the JWT, CORS, trusted-proxy, TLS and connection-limit
+//! flags of `tidings serve`.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use tidings_auth::{JwtAlgorithm, Key, Verifier};
-use tidings_http::{AuthConfig, CorsConfig};
+use tidings_http::{AuthConfig, CorsConfig, TrustedProxies};
 use tokio_rustls::TlsAcceptor;
 
 /// Security flags of `tidings serve`.
@@ -75,6 +75,18 @@ pub(crate) struct SecurityArgs {
     )]
     cors_origins: Vec<String>,
 
+    /// Reverse proxy whose Forwarded / X-Forwarded-For headers name the
+    /// client (repeatable): an IPv4 or IPv6 network in CIDR notation
+    /// (`10.0.0.0/8`) or an address (`127.0.0.1`). Requests from other
+    /// peers are taken as from the peer.
+    #[arg(
+        long = "trusted-proxy",
+        env = "TIDINGS_TRUSTED_PROXIES",
+        value_name = "CIDR",
+        value_delimiter = ','
+    )]
+    trusted_proxies: Vec<String>,
+
     /// PEM certificate chain: serve HTTPS, with HTTP/2 by ALPN.
     #[arg(long, env = "TIDINGS_TLS_CERT", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -92,6 +104,7 @@ pub(crate) struct SecurityArgs {
 pub(crate) struct Security {
     pub(crate) auth: AuthConfig,
     pub(crate) cors: CorsConfig,
+    pub(crate) trusted_proxies: TrustedProxies,
     pub(crate) tls: Option<TlsAcceptor>,
     pub(crate) max_connections: usize,
 }
@@ -136,6 +149,8 @@ impl SecurityArgs {
             self.max_connections > 0,
             "--max-connections must be at least 1"
         );
+        let trusted_proxies = TrustedProxies::parse(&self.trusted_proxies)
+            .context("--trusted-proxy (TIDINGS_TRUSTED_PROXIES)")?;
         let tls = match (&self.tls_cert, &self.tls_key) {
             (Some(cert), Some(key)) => Some(tidings_http::tls::acceptor(cert, key)?),
             _ => None,
@@ -147,6 +162,7 @@ impl SecurityArgs {
                 anonymous: !self.no_anonymous,
             },
             cors: CorsConfig::from_list(&self.cors_origins),
+            trusted_proxies,
             tls,
             max_connections: self.max_connections,
         })
