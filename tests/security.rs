@@ -75,7 +75,9 @@ async fn publish_with(hub: &TestHub, body: &str, auth: Option<&str>) -> support:
 
 #[tokio::test]
 async fn publishing_needs_a_covering_token() {
-    let hub = TestHub::start(&["--jwt-key", SECRET]).await;
+    // The page origin lets the cookie publish below through its CSRF check
+    // (`cookie_publishing_needs_an_allowed_origin`).
+    let hub = TestHub::start(&["--jwt-key", SECRET, "--publish-origin", "http://app.test"]).await;
     let mut watcher = hub
         .subscribe(
             &target(&["*"]),
@@ -145,6 +147,7 @@ async fn publishing_needs_a_covering_token() {
             &[
                 ("Content-Type", "application/x-www-form-urlencoded"),
                 ("Cookie", &cookie),
+                ("Origin", "http://app.test"),
             ],
             b"topic=c&data=1",
         )
@@ -644,7 +647,15 @@ async fn tls_with_http2_and_http1() {
 
 #[tokio::test]
 async fn tokens_never_reach_the_logs() {
-    let hub = TestHub::start(&["--jwt-key", SECRET, "--log", "trace"]).await;
+    let hub = TestHub::start(&[
+        "--jwt-key",
+        SECRET,
+        "--log",
+        "trace",
+        "--publish-origin",
+        "http://app.test",
+    ])
+    .await;
     let good = token(&["*"], &["*"]);
     let bad = format!("{good}tampered");
     for t in [&good, &bad] {
@@ -661,6 +672,7 @@ async fn tokens_never_reach_the_logs() {
                 &[
                     ("Content-Type", "application/x-www-form-urlencoded"),
                     ("Cookie", &cookie),
+                    ("Origin", "http://app.test"),
                 ],
                 b"topic=l",
             )
@@ -816,4 +828,113 @@ async fn bad_trusted_proxies_stop_the_start_with_the_reason() {
     }
     let stderr = refused_to_start(&[], &[("TIDINGS_TRUSTED_PROXIES", "127.0.0.1,300.1.2.3")]).await;
     assert!(stderr.contains("\"300.1.2.3\""), "{stderr}");
+}
+
+/// A form publish with the token in the cookie and these extra headers.
+async fn cookie_publish(hub: &TestHub, headers: &[(&str, &str)]) -> support::Response {
+    let cookie = format!("mercureAuthorization={}", token(&["*"], &[]));
+    let mut all = vec![FORM, ("Cookie", cookie.as_str())];
+    all.extend_from_slice(headers);
+    hub.request("POST", HUB, &all, b"topic=csrf&data=x").await
+}
+
+fn error_of(response: &support::Response) -> String {
+    response.json()["error"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn cookie_publishing_needs_an_allowed_origin() {
+    // The --cors-origin list, when there is no --publish-origin.
+    let hub = TestHub::start(&["--jwt-key", SECRET, "--cors-origin", "http://app.test:3000"]).await;
+    let mut watcher = hub
+        .subscribe(
+            &target(&["csrf"]),
+            &[("Authorization", &bearer(&token(&[], &["*"])))],
+        )
+        .await;
+    let listed = cookie_publish(&hub, &[("Origin", "http://app.test:3000")]).await;
+    assert_eq!(listed.status, 200, "{}", listed.text());
+    let referer = cookie_publish(&hub, &[("Referer", "http://app.test:3000/admin")]).await;
+    assert_eq!(referer.status, 200, "{}", referer.text());
+    // A form another site posts: the browser adds the cookie, and Origin.
+    let forged = cookie_publish(&hub, &[("Origin", "https://evil.test")]).await;
+    assert_eq!(forged.status, 403);
+    assert!(
+        error_of(&forged).contains("\"https://evil.test\""),
+        "{}",
+        forged.text()
+    );
+    let anonymous = cookie_publish(&hub, &[]).await;
+    assert_eq!(anonymous.status, 403);
+    assert!(error_of(&anonymous).contains("Origin or Referer"));
+    // The token in the header is not checked: no browser sends it unasked.
+    let header = hub
+        .request(
+            "POST",
+            HUB,
+            &[
+                FORM,
+                ("Authorization", &bearer(&token(&["*"], &[]))),
+                ("Origin", "https://evil.test"),
+            ],
+            b"topic=csrf&data=header",
+        )
+        .await;
+    assert_eq!(header.status, 200);
+    let got: Vec<String> = watcher
+        .events(3)
+        .await
+        .into_iter()
+        .map(|e| e.data)
+        .collect();
+    assert_eq!(got, ["x", "x", "header"]);
+    watcher.no_event_within(Duration::from_millis(200)).await;
+
+    // --publish-origin replaces the CORS list for cookie publishing.
+    let own = TestHub::start_env(
+        &["--jwt-key", SECRET, "--cors-origin", "http://app.test:3000"],
+        &[(
+            "TIDINGS_PUBLISH_ORIGINS",
+            "http://admin.test,http://ops.test",
+        )],
+    )
+    .await;
+    assert_eq!(
+        cookie_publish(&own, &[("Origin", "http://admin.test")])
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        cookie_publish(&own, &[("Origin", "http://ops.test")])
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        cookie_publish(&own, &[("Origin", "http://app.test:3000")])
+            .await
+            .status,
+        403
+    );
+
+    // Neither list: no cookie publishing at all.
+    let none = TestHub::start(&["--jwt-key", SECRET]).await;
+    let refused = cookie_publish(&none, &[("Origin", "http://app.test:3000")]).await;
+    assert_eq!(refused.status, 403);
+    assert!(error_of(&refused).contains("--publish-origin"));
+}
+
+#[tokio::test]
+async fn bad_publish_origins_stop_the_start_with_the_reason() {
+    let cases = [
+        ("https://app.test/", "did you mean \"https://app.test\"?"),
+        ("app.test", "not an origin"),
+        ("null", "sandboxed"),
+    ];
+    for (value, reason) in cases {
+        let stderr = refused_to_start(&["--publish-origin", value], &[]).await;
+        assert!(stderr.contains("--publish-origin"), "{stderr}");
+        assert!(stderr.contains(reason), "{value:?}: {stderr}");
+    }
 }

@@ -206,6 +206,11 @@ async fn serve(config: Validated) -> anyhow::Result<()> {
             "requests from trusted proxies are taken as from the client their Forwarded or X-Forwarded-For names"
         );
     }
+    if auth.publisher.is_some() && auth.publish_origins.is_empty() {
+        tracing::info!(
+            "publishing with the mercureAuthorization cookie is refused: no --publish-origin or --cors-origin"
+        );
+    }
     if auth.subscriber.is_none() {
         tracing::warn!(
             "no subscriber JWT key: anyone may subscribe, and private updates reach nobody"

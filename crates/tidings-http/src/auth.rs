@@ -13,6 +13,7 @@ use tidings_auth::{Claims, Verifier};
 use tidings_core::SubscriberAuth;
 
 use crate::client::{Client, Source};
+use crate::csrf::PublishOrigins;
 use crate::error::AppError;
 use crate::form;
 
@@ -28,15 +29,38 @@ pub struct AuthConfig {
     /// Whether subscribers without a token are served (public updates
     /// only).
     pub anonymous: bool,
+    /// The origins whose pages may publish with the token cookie (which a
+    /// browser sends on a form post from any site); empty: none may.
+    pub publish_origins: PublishOrigins,
 }
 
 /// The name of the cookie that may carry a token.
 const COOKIE_NAME: &str = "mercureAuthorization";
 
+/// A token, and where the request carried it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Token {
+    /// The JWT.
+    pub(crate) value: String,
+    /// Where it came from: a browser attaches only the cookie on its own.
+    pub(crate) source: TokenSource,
+}
+
+/// Where a request carries its token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TokenSource {
+    /// `Authorization: Bearer`.
+    Header,
+    /// The `authorization` query parameter.
+    Query,
+    /// The `mercureAuthorization` cookie.
+    Cookie,
+}
+
 /// The token of a request: from `Authorization: Bearer`, else the
 /// `authorization` query parameter, else the `mercureAuthorization` cookie.
 /// Only the first source present counts.
-pub(crate) fn token(parts: &Parts) -> Result<Option<String>, AppError> {
+pub(crate) fn token(parts: &Parts) -> Result<Option<Token>, AppError> {
     if let Some(value) = parts.headers.get(AUTHORIZATION) {
         let value = value.to_str().unwrap_or_default().trim();
         let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
@@ -45,15 +69,24 @@ pub(crate) fn token(parts: &Parts) -> Result<Option<String>, AppError> {
                 "the Authorization header must be `Bearer <token>`",
             ));
         }
-        return Ok(Some(token.trim().to_owned()));
+        return Ok(Some(Token {
+            value: token.trim().to_owned(),
+            source: TokenSource::Header,
+        }));
     }
     for pair in form::pairs(parts.uri.query().unwrap_or_default().as_bytes()) {
         let (name, value) = pair.map_err(AppError::bad_request)?;
         if name == "authorization" {
-            return Ok(Some(value));
+            return Ok(Some(Token {
+                value,
+                source: TokenSource::Query,
+            }));
         }
     }
-    Ok(cookie(&parts.headers, COOKIE_NAME))
+    Ok(cookie(&parts.headers, COOKIE_NAME).map(|value| Token {
+        value,
+        source: TokenSource::Cookie,
+    }))
 }
 
 fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
@@ -94,7 +127,12 @@ impl AuthConfig {
             return dev_mode(client);
         };
         let token = token(parts)?.ok_or_else(|| unauthorized("publishing needs a token"))?;
-        Ok(PublishGrant::Token(verify(verifier, &token)?))
+        if token.source == TokenSource::Cookie {
+            // Before the token is looked at: a forged request learns
+            // nothing about it.
+            self.publish_origins.check(&parts.headers)?;
+        }
+        Ok(PublishGrant::Token(verify(verifier, &token.value)?))
     }
 
     /// What a subscriber may see; `None` for an anonymous one.
@@ -111,7 +149,7 @@ impl AuthConfig {
             }
             return Err(unauthorized("subscribing needs a token"));
         };
-        let claims = verify(verifier, &token)?;
+        let claims = verify(verifier, &token.value)?;
         Ok(Some(SubscriberAuth {
             private_selectors: claims.subscribe.unwrap_or_default(),
             expires_at: claims.expires_at,
@@ -262,17 +300,21 @@ mod tests {
                 ("cookie", "a=b; mercureAuthorization=from-cookie"),
             ],
         );
-        assert_eq!(token(&all).unwrap().as_deref(), Some("from-header"));
+        let found = |parts: &Parts| token(parts).unwrap().map(|t| (t.value, t.source)).unwrap();
+        assert_eq!(found(&all), ("from-header".into(), TokenSource::Header));
         let no_header = parts(
             "/x?authorization=from-query",
             &[("cookie", "mercureAuthorization=from-cookie")],
         );
-        assert_eq!(token(&no_header).unwrap().as_deref(), Some("from-query"));
+        assert_eq!(found(&no_header), ("from-query".into(), TokenSource::Query));
         let cookie_only = parts(
             "/x",
             &[("cookie", "x=1; mercureAuthorization=\"from-cookie\"")],
         );
-        assert_eq!(token(&cookie_only).unwrap().as_deref(), Some("from-cookie"));
+        assert_eq!(
+            found(&cookie_only),
+            ("from-cookie".into(), TokenSource::Cookie)
+        );
         assert_eq!(token(&parts("/x", &[])).unwrap(), None);
         assert!(token(&parts("/x", &[("authorization", "Basic abc")])).is_err());
     }

@@ -17,6 +17,7 @@
 
 mod auth;
 mod cors;
+mod csrf;
 mod proxy;
 mod publish;
 mod subscribe;
