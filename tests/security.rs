@@ -572,12 +572,8 @@ async fn cors_allow_list() {
     );
 }
 
-#[tokio::test]
-async fn tls_with_http2_and_http1() {
-    let dir = std::env::temp_dir().join(format!("tidings-tls-{}-{}", std::process::id(), now()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let cert = dir.join("cert.pem");
-    let key = dir.join("key.pem");
+/// Writes a fresh self-signed certificate for 127.0.0.1 and its key.
+fn self_signed(cert: &std::path::Path, key: &std::path::Path) {
     let status = std::process::Command::new("openssl")
         .args([
             "req",
@@ -597,13 +593,22 @@ async fn tls_with_http2_and_http1() {
             "subjectAltName=IP:127.0.0.1,DNS:localhost",
         ])
         .arg("-keyout")
-        .arg(&key)
+        .arg(key)
         .arg("-out")
-        .arg(&cert)
+        .arg(cert)
         .stderr(std::process::Stdio::null())
         .status()
         .expect("openssl is needed for this test");
     assert!(status.success());
+}
+
+#[tokio::test]
+async fn tls_with_http2_and_http1() {
+    let dir = std::env::temp_dir().join(format!("tidings-tls-{}-{}", std::process::id(), now()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    self_signed(&cert, &key);
     let hub = TestHub::start(&[
         "--tls-cert",
         cert.to_str().unwrap(),
@@ -937,4 +942,155 @@ async fn bad_publish_origins_stop_the_start_with_the_reason() {
         assert!(stderr.contains("--publish-origin"), "{stderr}");
         assert!(stderr.contains(reason), "{value:?}: {stderr}");
     }
+}
+
+/// curl over TLS to `url`, trusting only `ca`: its exit status (0: the
+/// hub's certificate verified against `ca`).
+async fn curl_status(ca: &std::path::Path, url: &str) -> i32 {
+    tokio::process::Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "--max-time", "5", "--cacert"])
+        .arg(ca)
+        .arg(url)
+        .status()
+        .await
+        .unwrap()
+        .code()
+        .unwrap_or(-1)
+}
+
+/// Publishes `data` on `topic` over TLS, trusting only `ca`.
+async fn curl_publish(ca: &std::path::Path, hub: &TestHub, topic: &str, data: &str) {
+    let out = tokio::process::Command::new("curl")
+        .args(["-s", "--max-time", "5", "--cacert"])
+        .arg(ca)
+        .args(["-d", &format!("topic={topic}&data={data}")])
+        .arg(format!("https://{}{HUB}", hub.addr))
+        .output()
+        .await
+        .unwrap();
+    let id = String::from_utf8_lossy(&out.stdout);
+    assert!(id.starts_with("urn:tidings:"), "{id}");
+}
+
+/// How many log lines of `hub` contain `text`.
+fn log_lines(hub: &TestHub, text: &str) -> usize {
+    hub.log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|line| line.contains(text))
+        .count()
+}
+
+/// Sends SIGHUP to `hub` and waits for the log line that says how it went.
+async fn hang_up(hub: &TestHub, expected: &str) {
+    let before = log_lines(hub, expected);
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &hub.child.id().unwrap().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let started = Instant::now();
+    while log_lines(hub, expected) == before {
+        assert!(
+            started.elapsed() < support::WAIT,
+            "no {expected:?} in the log after SIGHUP"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Reads `lines` until one contains `text`.
+async fn line_with(
+    lines: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    text: &str,
+) {
+    let found = tokio::time::timeout(support::WAIT, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.contains(text) {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(found, Ok(true), "{text:?} on the stream");
+}
+
+#[tokio::test]
+async fn tls_certificate_reloads_on_sighup_without_dropping_streams() {
+    use tokio::io::AsyncBufReadExt as _;
+
+    let dir = support::TempDir::new();
+    let path = |name: &str| dir.path().join(name);
+    self_signed(&path("a.crt"), &path("a.key"));
+    self_signed(&path("b.crt"), &path("b.key"));
+    let (cert, key) = (path("cert.pem"), path("key.pem"));
+    std::fs::copy(path("a.crt"), &cert).unwrap();
+    std::fs::copy(path("a.key"), &key).unwrap();
+    let hub = TestHub::start(&[
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ])
+    .await;
+    let health = format!("https://{}/healthz", hub.addr);
+    assert_eq!(curl_status(&path("a.crt"), &health).await, 0);
+    assert_ne!(curl_status(&path("b.crt"), &health).await, 0);
+
+    // A stream opened with certificate A.
+    let mut old = tokio::process::Command::new("curl")
+        .args(["-sN", "--max-time", "30", "--cacert"])
+        .arg(path("a.crt"))
+        .arg(format!("https://{}{HUB}?topic=reload", hub.addr))
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(old.stdout.take().unwrap()).lines();
+    line_with(&mut lines, "retry:").await;
+    curl_publish(&path("a.crt"), &hub, "reload", "before").await;
+    line_with(&mut lines, "data: before").await;
+
+    // Certificate B in place of A, then SIGHUP.
+    std::fs::copy(path("b.crt"), &cert).unwrap();
+    std::fs::copy(path("b.key"), &key).unwrap();
+    hang_up(&hub, "TLS certificate and key reloaded").await;
+    assert_eq!(
+        curl_status(&path("b.crt"), &health).await,
+        0,
+        "new connections see B"
+    );
+    assert_ne!(
+        curl_status(&path("a.crt"), &health).await,
+        0,
+        "and A no more"
+    );
+    // The stream opened with A goes on.
+    curl_publish(&path("b.crt"), &hub, "reload", "after").await;
+    line_with(&mut lines, "data: after").await;
+
+    // Unusable files are refused and B stays: garbage, then A's
+    // certificate with B's key.
+    std::fs::write(&cert, "not a certificate").unwrap();
+    hang_up(&hub, "were not reloaded").await;
+    assert_eq!(curl_status(&path("b.crt"), &health).await, 0);
+    std::fs::copy(path("a.crt"), &cert).unwrap();
+    hang_up(&hub, "were not reloaded").await;
+    assert_eq!(curl_status(&path("b.crt"), &health).await, 0);
+    assert_ne!(curl_status(&path("a.crt"), &health).await, 0);
+    curl_publish(&path("b.crt"), &hub, "reload", "still").await;
+    line_with(&mut lines, "data: still").await;
+    assert!(
+        old.try_wait().unwrap().is_none(),
+        "the old stream is still open"
+    );
+}
+
+#[tokio::test]
+async fn sighup_without_tls_leaves_the_hub_running() {
+    let hub = TestHub::start(&[]).await;
+    hang_up(&hub, "no TLS certificate to reload").await;
+    assert_eq!(hub.request("GET", "/healthz", &[], b"").await.status, 200);
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use tidings_core::{Hub, HubConfig};
+use tidings_http::tls::Certificates;
 use tidings_http::{AppState, ServerConfig};
 
 mod cluster;
@@ -90,6 +91,9 @@ struct Validated {
     hub: HubConfig,
     /// The HTTP side.
     server: ServerConfig,
+    /// The TLS certificate and key the server's acceptor serves, for
+    /// reloading them on SIGHUP; `None`: plain HTTP.
+    tls: Option<Certificates>,
     /// Where history is kept (single hub).
     store: store::StoreConfig,
     /// The cluster engine; `None`: a single hub.
@@ -127,7 +131,11 @@ impl ServeArgs {
             auth: security.auth,
             cors: security.cors,
             trusted_proxies: security.trusted_proxies,
-            tls: security.tls,
+            tls: security
+                .tls
+                .as_ref()
+                .map(Certificates::acceptor)
+                .transpose()?,
             ..ServerConfig::default()
         };
         let store = self.store.validate()?;
@@ -136,6 +144,7 @@ impl ServeArgs {
             listen: self.listen,
             hub,
             server,
+            tls: security.tls,
             store,
             cluster,
             demo: self.demo,
@@ -183,6 +192,11 @@ async fn serve(config: Validated) -> anyhow::Result<()> {
             tidings_demo::DemoConfig::default(),
         ));
     }
+    // Before the hub says it listens: a SIGHUP from then on reloads TLS
+    // rather than ending the process.
+    let reload = tidings_http::tls::reload_on_hangup(config.tls.clone())
+        .context("cannot listen for SIGHUP")?;
+    tokio::spawn(reload);
     let listen = config.listen;
     let listener = listen::bind(listen, config.reuse_port)?;
     let local = listener

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use tidings_auth::{JwtAlgorithm, Key, Verifier};
+use tidings_http::tls::Certificates;
 use tidings_http::{AuthConfig, CorsConfig, PublishOrigins, TrustedProxies};
-use tokio_rustls::TlsAcceptor;
 
 /// Security flags of `tidings serve`.
 #[derive(Debug, clap::Args)]
@@ -121,8 +121,8 @@ pub(crate) struct Security {
     pub(crate) cors: CorsConfig,
     /// Proxies whose forwarding headers name the client.
     pub(crate) trusted_proxies: TrustedProxies,
-    /// HTTPS; `None`: plain HTTP.
-    pub(crate) tls: Option<TlsAcceptor>,
+    /// HTTPS, reloaded on SIGHUP; `None`: plain HTTP.
+    pub(crate) tls: Option<Certificates>,
     /// Connections served at once.
     pub(crate) max_connections: usize,
 }
@@ -182,7 +182,7 @@ impl SecurityArgs {
         let trusted_proxies = TrustedProxies::parse(&self.trusted_proxies)
             .context("--trusted-proxy (TIDINGS_TRUSTED_PROXIES)")?;
         let tls = match (&self.tls_cert, &self.tls_key) {
-            (Some(cert), Some(key)) => Some(tidings_http::tls::acceptor(cert, key)?),
+            (Some(cert), Some(key)) => Some(Certificates::load(cert, key)?),
             _ => None,
         };
         Ok(Security {
