@@ -4,7 +4,6 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use http::HeaderMap;
-
 use metrics_exporter_prometheus::PrometheusHandle;
 use tidings_core::Hub;
 
