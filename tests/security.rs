@@ -1,6 +1,7 @@
 //! Auth and browser safety against the real binary: JWTs (HMAC and public
 //! keys), private updates, token sources, expiry, CORS, TLS with HTTP/2,
-//! tokens kept out of logs, and the brake on failing peers.
+//! tokens kept out of logs, the brake on failing peers, and the client
+//! address behind trusted reverse proxies.
 
 #![allow(
     clippy::unwrap_used,
@@ -16,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use serde_json::json;
-use support::{TestHub, encode as pct};
+use support::{TestHub, encode as pct, refused_to_start};
 
 const SECRET: &str = "test-secret-for-tidings-0123456789";
 const HUB: &str = "/.well-known/mercure";
@@ -74,7 +75,9 @@ async fn publish_with(hub: &TestHub, body: &str, auth: Option<&str>) -> support:
 
 #[tokio::test]
 async fn publishing_needs_a_covering_token() {
-    let hub = TestHub::start(&["--jwt-key", SECRET]).await;
+    // The page origin lets the cookie publish below through its CSRF check
+    // (`cookie_publishing_needs_an_allowed_origin`).
+    let hub = TestHub::start(&["--jwt-key", SECRET, "--publish-origin", "http://app.test"]).await;
     let mut watcher = hub
         .subscribe(
             &target(&["*"]),
@@ -144,6 +147,7 @@ async fn publishing_needs_a_covering_token() {
             &[
                 ("Content-Type", "application/x-www-form-urlencoded"),
                 ("Cookie", &cookie),
+                ("Origin", "http://app.test"),
             ],
             b"topic=c&data=1",
         )
@@ -568,12 +572,8 @@ async fn cors_allow_list() {
     );
 }
 
-#[tokio::test]
-async fn tls_with_http2_and_http1() {
-    let dir = std::env::temp_dir().join(format!("tidings-tls-{}-{}", std::process::id(), now()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let cert = dir.join("cert.pem");
-    let key = dir.join("key.pem");
+/// Writes a fresh self-signed certificate for 127.0.0.1 and its key.
+fn self_signed(cert: &std::path::Path, key: &std::path::Path) {
     let status = std::process::Command::new("openssl")
         .args([
             "req",
@@ -593,13 +593,22 @@ async fn tls_with_http2_and_http1() {
             "subjectAltName=IP:127.0.0.1,DNS:localhost",
         ])
         .arg("-keyout")
-        .arg(&key)
+        .arg(key)
         .arg("-out")
-        .arg(&cert)
+        .arg(cert)
         .stderr(std::process::Stdio::null())
         .status()
         .expect("openssl is needed for this test");
     assert!(status.success());
+}
+
+#[tokio::test]
+async fn tls_with_http2_and_http1() {
+    let dir = std::env::temp_dir().join(format!("tidings-tls-{}-{}", std::process::id(), now()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    self_signed(&cert, &key);
     let hub = TestHub::start(&[
         "--tls-cert",
         cert.to_str().unwrap(),
@@ -643,7 +652,15 @@ async fn tls_with_http2_and_http1() {
 
 #[tokio::test]
 async fn tokens_never_reach_the_logs() {
-    let hub = TestHub::start(&["--jwt-key", SECRET, "--log", "trace"]).await;
+    let hub = TestHub::start(&[
+        "--jwt-key",
+        SECRET,
+        "--log",
+        "trace",
+        "--publish-origin",
+        "http://app.test",
+    ])
+    .await;
     let good = token(&["*"], &["*"]);
     let bad = format!("{good}tampered");
     for t in [&good, &bad] {
@@ -660,6 +677,7 @@ async fn tokens_never_reach_the_logs() {
                 &[
                     ("Content-Type", "application/x-www-form-urlencoded"),
                     ("Cookie", &cookie),
+                    ("Origin", "http://app.test"),
                 ],
                 b"topic=l",
             )
@@ -695,4 +713,384 @@ async fn repeated_failures_are_slowed_down() {
         200
     );
     assert!(started.elapsed() < Duration::from_millis(450) || cfg!(debug_assertions));
+}
+
+const FORM: (&str, &str) = ("Content-Type", "application/x-www-form-urlencoded");
+
+/// A form publish with extra headers.
+async fn publish_headers(hub: &TestHub, headers: &[(&str, &str)]) -> support::Response {
+    let mut all = vec![FORM];
+    all.extend_from_slice(headers);
+    hub.request("POST", HUB, &all, b"topic=a&data=x").await
+}
+
+#[tokio::test]
+async fn dev_mode_refuses_publishes_a_proxy_may_be_relaying() {
+    // No trusted proxy: a local proxy relaying the internet cannot be told
+    // from a local program.
+    let hub = TestHub::start(&[]).await;
+    for header in [
+        ("X-Forwarded-For", "203.0.113.7"),
+        ("X-Forwarded-For", "127.0.0.1"),
+        ("Forwarded", "for=127.0.0.1"),
+    ] {
+        let refused = publish_headers(&hub, &[header]).await;
+        assert_eq!(refused.status, 403, "{header:?}");
+        let error = refused.json()["error"].as_str().unwrap().to_owned();
+        assert!(error.contains("X-Forwarded-For"), "{error}");
+        assert!(error.contains("--trusted-proxy"), "{error}");
+    }
+    assert_eq!(publish_headers(&hub, &[]).await.status, 200);
+
+    // The proxy trusted (from the environment, comma-separated): the
+    // client it names counts.
+    let behind = TestHub::start_env(
+        &[],
+        &[("TIDINGS_TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1/32,::1")],
+    )
+    .await;
+    let local = publish_headers(&behind, &[("X-Forwarded-For", "127.0.0.1")]).await;
+    assert_eq!(local.status, 200, "{}", local.text());
+    let remote = publish_headers(&behind, &[("X-Forwarded-For", "127.0.0.1, 203.0.113.7")]).await;
+    assert_eq!(remote.status, 403);
+    assert!(
+        remote.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("loopback")
+    );
+    let hidden = publish_headers(&behind, &[("Forwarded", "for=unknown")]).await;
+    assert_eq!(hidden.status, 403);
+    assert!(
+        hidden.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("did not give the client's address")
+    );
+}
+
+/// How long one request that fails authentication takes, as `client`
+/// behind the trusted loopback proxy.
+async fn failing(hub: &TestHub, method: &str, client: &str) -> Duration {
+    let started = Instant::now();
+    let bad = bearer("not-a-token");
+    let headers = [
+        FORM,
+        ("Authorization", bad.as_str()),
+        ("X-Forwarded-For", client),
+    ];
+    let response = match method {
+        // The lean stream path.
+        "GET" => {
+            hub.request("GET", &target(&["a"]), &headers[1..], b"")
+                .await
+        }
+        // hyper's path.
+        _ => hub.request("POST", HUB, &headers, b"topic=a&data=x").await,
+    };
+    assert_eq!(response.status, 401, "{method}");
+    started.elapsed()
+}
+
+#[tokio::test]
+async fn both_paths_go_by_the_forwarded_client() {
+    let hub = TestHub::start(&[
+        "--jwt-key",
+        SECRET,
+        "--no-anonymous",
+        "--trusted-proxy",
+        "127.0.0.1",
+    ])
+    .await;
+    for (method, first, second) in [
+        ("GET", "203.0.113.1", "203.0.113.2"),
+        ("POST", "198.51.100.1", "198.51.100.2"),
+    ] {
+        for _ in 0..5 {
+            failing(&hub, method, first).await;
+        }
+        // The brake slows this client down, not the next one behind the
+        // same proxy.
+        let slowed = failing(&hub, method, first).await;
+        assert!(slowed >= Duration::from_millis(250), "{method}: {slowed:?}");
+        let other = failing(&hub, method, second).await;
+        assert!(other < Duration::from_millis(250), "{method}: {other:?}");
+    }
+}
+
+#[tokio::test]
+async fn bad_trusted_proxies_stop_the_start_with_the_reason() {
+    let cases = [
+        ("10.0.0.1/8", "did you mean 10.0.0.0/8?"),
+        ("fd00::/200", "longer than the 128 bits"),
+        ("proxy.internal", "CIDR notation"),
+        ("", "empty"),
+    ];
+    for (value, reason) in cases {
+        let stderr = refused_to_start(&["--trusted-proxy", value], &[]).await;
+        assert!(stderr.contains("--trusted-proxy"), "{stderr}");
+        assert!(stderr.contains(reason), "{value:?}: {stderr}");
+    }
+    let stderr = refused_to_start(&[], &[("TIDINGS_TRUSTED_PROXIES", "127.0.0.1,300.1.2.3")]).await;
+    assert!(stderr.contains("\"300.1.2.3\""), "{stderr}");
+}
+
+/// A form publish with the token in the cookie and these extra headers.
+async fn cookie_publish(hub: &TestHub, headers: &[(&str, &str)]) -> support::Response {
+    let cookie = format!("mercureAuthorization={}", token(&["*"], &[]));
+    let mut all = vec![FORM, ("Cookie", cookie.as_str())];
+    all.extend_from_slice(headers);
+    hub.request("POST", HUB, &all, b"topic=csrf&data=x").await
+}
+
+fn error_of(response: &support::Response) -> String {
+    response.json()["error"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn cookie_publishing_needs_an_allowed_origin() {
+    // The --cors-origin list, when there is no --publish-origin.
+    let hub = TestHub::start(&["--jwt-key", SECRET, "--cors-origin", "http://app.test:3000"]).await;
+    let mut watcher = hub
+        .subscribe(
+            &target(&["csrf"]),
+            &[("Authorization", &bearer(&token(&[], &["*"])))],
+        )
+        .await;
+    let listed = cookie_publish(&hub, &[("Origin", "http://app.test:3000")]).await;
+    assert_eq!(listed.status, 200, "{}", listed.text());
+    let referer = cookie_publish(&hub, &[("Referer", "http://app.test:3000/admin")]).await;
+    assert_eq!(referer.status, 200, "{}", referer.text());
+    // A form another site posts: the browser adds the cookie, and Origin.
+    let forged = cookie_publish(&hub, &[("Origin", "https://evil.test")]).await;
+    assert_eq!(forged.status, 403);
+    assert!(
+        error_of(&forged).contains("\"https://evil.test\""),
+        "{}",
+        forged.text()
+    );
+    let anonymous = cookie_publish(&hub, &[]).await;
+    assert_eq!(anonymous.status, 403);
+    assert!(error_of(&anonymous).contains("Origin or Referer"));
+    // The token in the header is not checked: no browser sends it unasked.
+    let header = hub
+        .request(
+            "POST",
+            HUB,
+            &[
+                FORM,
+                ("Authorization", &bearer(&token(&["*"], &[]))),
+                ("Origin", "https://evil.test"),
+            ],
+            b"topic=csrf&data=header",
+        )
+        .await;
+    assert_eq!(header.status, 200);
+    let got: Vec<String> = watcher
+        .events(3)
+        .await
+        .into_iter()
+        .map(|e| e.data)
+        .collect();
+    assert_eq!(got, ["x", "x", "header"]);
+    watcher.no_event_within(Duration::from_millis(200)).await;
+
+    // --publish-origin replaces the CORS list for cookie publishing.
+    let own = TestHub::start_env(
+        &["--jwt-key", SECRET, "--cors-origin", "http://app.test:3000"],
+        &[(
+            "TIDINGS_PUBLISH_ORIGINS",
+            "http://admin.test,http://ops.test",
+        )],
+    )
+    .await;
+    assert_eq!(
+        cookie_publish(&own, &[("Origin", "http://admin.test")])
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        cookie_publish(&own, &[("Origin", "http://ops.test")])
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        cookie_publish(&own, &[("Origin", "http://app.test:3000")])
+            .await
+            .status,
+        403
+    );
+
+    // Neither list: no cookie publishing at all.
+    let none = TestHub::start(&["--jwt-key", SECRET]).await;
+    let refused = cookie_publish(&none, &[("Origin", "http://app.test:3000")]).await;
+    assert_eq!(refused.status, 403);
+    assert!(error_of(&refused).contains("--publish-origin"));
+}
+
+#[tokio::test]
+async fn bad_publish_origins_stop_the_start_with_the_reason() {
+    let cases = [
+        ("https://app.test/", "did you mean \"https://app.test\"?"),
+        ("app.test", "not an origin"),
+        ("null", "sandboxed"),
+    ];
+    for (value, reason) in cases {
+        let stderr = refused_to_start(&["--publish-origin", value], &[]).await;
+        assert!(stderr.contains("--publish-origin"), "{stderr}");
+        assert!(stderr.contains(reason), "{value:?}: {stderr}");
+    }
+}
+
+/// curl over TLS to `url`, trusting only `ca`: its exit status (0: the
+/// hub's certificate verified against `ca`).
+async fn curl_status(ca: &std::path::Path, url: &str) -> i32 {
+    tokio::process::Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "--max-time", "5", "--cacert"])
+        .arg(ca)
+        .arg(url)
+        .status()
+        .await
+        .unwrap()
+        .code()
+        .unwrap_or(-1)
+}
+
+/// Publishes `data` on `topic` over TLS, trusting only `ca`.
+async fn curl_publish(ca: &std::path::Path, hub: &TestHub, topic: &str, data: &str) {
+    let out = tokio::process::Command::new("curl")
+        .args(["-s", "--max-time", "5", "--cacert"])
+        .arg(ca)
+        .args(["-d", &format!("topic={topic}&data={data}")])
+        .arg(format!("https://{}{HUB}", hub.addr))
+        .output()
+        .await
+        .unwrap();
+    let id = String::from_utf8_lossy(&out.stdout);
+    assert!(id.starts_with("urn:tidings:"), "{id}");
+}
+
+/// How many log lines of `hub` contain `text`.
+fn log_lines(hub: &TestHub, text: &str) -> usize {
+    hub.log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|line| line.contains(text))
+        .count()
+}
+
+/// Sends SIGHUP to `hub` and waits for the log line that says how it went.
+async fn hang_up(hub: &TestHub, expected: &str) {
+    let before = log_lines(hub, expected);
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &hub.child.id().unwrap().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let started = Instant::now();
+    while log_lines(hub, expected) == before {
+        assert!(
+            started.elapsed() < support::WAIT,
+            "no {expected:?} in the log after SIGHUP"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Reads `lines` until one contains `text`.
+async fn line_with(
+    lines: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    text: &str,
+) {
+    let found = tokio::time::timeout(support::WAIT, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.contains(text) {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(found, Ok(true), "{text:?} on the stream");
+}
+
+#[tokio::test]
+async fn tls_certificate_reloads_on_sighup_without_dropping_streams() {
+    use tokio::io::AsyncBufReadExt as _;
+
+    let dir = support::TempDir::new();
+    let path = |name: &str| dir.path().join(name);
+    self_signed(&path("a.crt"), &path("a.key"));
+    self_signed(&path("b.crt"), &path("b.key"));
+    let (cert, key) = (path("cert.pem"), path("key.pem"));
+    std::fs::copy(path("a.crt"), &cert).unwrap();
+    std::fs::copy(path("a.key"), &key).unwrap();
+    let hub = TestHub::start(&[
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ])
+    .await;
+    let health = format!("https://{}/healthz", hub.addr);
+    assert_eq!(curl_status(&path("a.crt"), &health).await, 0);
+    assert_ne!(curl_status(&path("b.crt"), &health).await, 0);
+
+    // A stream opened with certificate A.
+    let mut old = tokio::process::Command::new("curl")
+        .args(["-sN", "--max-time", "30", "--cacert"])
+        .arg(path("a.crt"))
+        .arg(format!("https://{}{HUB}?topic=reload", hub.addr))
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(old.stdout.take().unwrap()).lines();
+    line_with(&mut lines, "retry:").await;
+    curl_publish(&path("a.crt"), &hub, "reload", "before").await;
+    line_with(&mut lines, "data: before").await;
+
+    // Certificate B in place of A, then SIGHUP.
+    std::fs::copy(path("b.crt"), &cert).unwrap();
+    std::fs::copy(path("b.key"), &key).unwrap();
+    hang_up(&hub, "TLS certificate and key reloaded").await;
+    assert_eq!(
+        curl_status(&path("b.crt"), &health).await,
+        0,
+        "new connections see B"
+    );
+    assert_ne!(
+        curl_status(&path("a.crt"), &health).await,
+        0,
+        "and A no more"
+    );
+    // The stream opened with A goes on.
+    curl_publish(&path("b.crt"), &hub, "reload", "after").await;
+    line_with(&mut lines, "data: after").await;
+
+    // Unusable files are refused and B stays: garbage, then A's
+    // certificate with B's key.
+    std::fs::write(&cert, "not a certificate").unwrap();
+    hang_up(&hub, "were not reloaded").await;
+    assert_eq!(curl_status(&path("b.crt"), &health).await, 0);
+    std::fs::copy(path("a.crt"), &cert).unwrap();
+    hang_up(&hub, "were not reloaded").await;
+    assert_eq!(curl_status(&path("b.crt"), &health).await, 0);
+    assert_ne!(curl_status(&path("a.crt"), &health).await, 0);
+    curl_publish(&path("b.crt"), &hub, "reload", "still").await;
+    line_with(&mut lines, "data: still").await;
+    assert!(
+        old.try_wait().unwrap().is_none(),
+        "the old stream is still open"
+    );
+}
+
+#[tokio::test]
+async fn sighup_without_tls_leaves_the_hub_running() {
+    let hub = TestHub::start(&[]).await;
+    hang_up(&hub, "no TLS certificate to reload").await;
+    assert_eq!(hub.request("GET", "/healthz", &[], b"").await.status, 200);
 }

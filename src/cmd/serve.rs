@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use tidings_core::{Hub, HubConfig};
+use tidings_http::tls::Certificates;
 use tidings_http::{AppState, ServerConfig};
 
 mod cluster;
@@ -90,7 +91,16 @@ pub(crate) struct ServeArgs {
 
 /// `ServeArgs`, checked and turned into the library crates' configurations.
 struct Validated {
+    /// Where to listen.
+    listen: SocketAddr,
+    /// How the hub core treats subscribers.
+    hub: HubConfig,
+    /// The HTTP side.
     server: ServerConfig,
+    /// The TLS certificate and key the server's acceptor serves, for
+    /// reloading them on SIGHUP; `None`: plain HTTP.
+    tls: Option<Certificates>,
+    /// Where history is kept (single hub).
     store: store::StoreConfig,
     /// The cluster engine; `None`: a single hub.
     cluster: Option<cluster::ClusterConfig>,
@@ -126,20 +136,26 @@ impl ServeArgs {
         };
         let security = self.security.validate()?;
         let server = ServerConfig {
-            listen: self.listen,
             max_body: self.max_body,
             max_selectors: self.max_selectors,
             max_connections: security.max_connections,
-            hub,
             auth: security.auth,
             cors: security.cors,
-            tls: security.tls,
+            trusted_proxies: security.trusted_proxies,
+            tls: security
+                .tls
+                .as_ref()
+                .map(Certificates::acceptor)
+                .transpose()?,
             ..ServerConfig::default()
         };
         let store = self.store.validate()?;
         let cluster = self.cluster.validate()?;
         Ok(Validated {
+            listen: self.listen,
+            hub,
             server,
+            tls: security.tls,
             store,
             cluster,
             demo: self.demo,
@@ -169,16 +185,15 @@ async fn serve(config: Validated) -> anyhow::Result<()> {
     // Bound before the hub starts, so that a taken address fails the start
     // before anything is opened; connections wait in the backlog until the
     // hub serves them.
-    let listen = config.server.listen;
-    let listener = listen::bind(listen, config.reuse_port)?;
+    let listener = listen::bind(config.listen, config.reuse_port)?;
     let local = listener
         .local_addr()
         .context("cannot read the listening address")?;
     let hub = match &config.cluster {
-        Some(cluster) => cluster::start(cluster, config.server.hub.clone()).await?,
+        Some(cluster) => cluster::start(cluster, config.hub.clone()).await?,
         None => {
             let store = store::open(&config.store)?;
-            Hub::start(config.server.hub.clone(), store).context("cannot start the hub")?
+            Hub::start(config.hub.clone(), store).context("cannot start the hub")?
         }
     };
     if config.demo {
@@ -187,6 +202,11 @@ async fn serve(config: Validated) -> anyhow::Result<()> {
             tidings_demo::DemoConfig::default(),
         ));
     }
+    // Before the hub says it listens: a SIGHUP from then on reloads TLS
+    // rather than ending the process.
+    let reload = tidings_http::tls::reload_on_hangup(config.tls.clone())
+        .context("cannot listen for SIGHUP")?;
+    tokio::spawn(reload);
     let scheme = if config.server.tls.is_some() {
         "https"
     } else {
@@ -196,7 +216,18 @@ async fn serve(config: Validated) -> anyhow::Result<()> {
     let auth = &config.server.auth;
     if auth.publisher.is_none() {
         tracing::warn!(
-            "no publisher JWT key: dev mode. Publishing is accepted from loopback peers only, without a token"
+            "no publisher JWT key: dev mode. Publishing is accepted from loopback clients only, without a token; \
+             a publish that carries Forwarded or X-Forwarded-For from a peer that is not a --trusted-proxy is refused"
+        );
+    }
+    if !config.server.trusted_proxies.is_empty() {
+        tracing::info!(
+            "requests from trusted proxies are taken as from the client their Forwarded or X-Forwarded-For names"
+        );
+    }
+    if auth.publisher.is_some() && auth.publish_origins.is_empty() {
+        tracing::info!(
+            "publishing with the mercureAuthorization cookie is refused: no --publish-origin or --cors-origin"
         );
     }
     if auth.subscriber.is_none() {

@@ -84,11 +84,27 @@ impl TestHub {
         Self::spawn(&all).await
     }
 
+    /// Starts `tidings serve` with `args` and environment variables `env`
+    /// on a free port, with a fresh `--data-dir`.
+    pub async fn start_env(args: &[&str], env: &[(&str, &str)]) -> Self {
+        let dir = TempDir::new();
+        let mut all = vec!["--data-dir", dir.path().to_str().unwrap()];
+        all.extend_from_slice(args);
+        let mut hub = Self::spawn_env(&all, env).await;
+        hub.data_dir = Some(dir);
+        hub
+    }
+
     async fn spawn(args: &[&str]) -> Self {
+        Self::spawn_env(args, &[]).await
+    }
+
+    async fn spawn_env(args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tidings"))
             .arg("serve")
             .args(["--listen", "127.0.0.1:0", "--log-json"])
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -137,26 +153,7 @@ impl TestHub {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Response {
-        let mut stream = TcpStream::connect(self.addr).await.unwrap();
-        let mut head = format!(
-            "{method} {target} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
-            self.addr
-        );
-        for (name, value) in headers {
-            head.push_str(&format!("{name}: {value}\r\n"));
-        }
-        if !body.is_empty() || method == "POST" {
-            head.push_str(&format!("Content-Length: {}\r\n", body.len()));
-        }
-        head.push_str("\r\n");
-        stream.write_all(head.as_bytes()).await.unwrap();
-        stream.write_all(body).await.unwrap();
-        let mut raw = Vec::new();
-        tokio::time::timeout(WAIT, stream.read_to_end(&mut raw))
-            .await
-            .expect("response timed out")
-            .unwrap();
-        Response::parse(&raw)
+        request(self.addr, method, target, headers, body).await
     }
 
     /// Publishes a form-encoded update.
@@ -218,6 +215,55 @@ impl TestHub {
             .expect("the hub did not exit after SIGTERM")
             .unwrap()
     }
+}
+
+/// Sends one request to `addr` and reads the whole response (the
+/// connection is closed after it).
+pub async fn request(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Response {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let mut head = format!("{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if !body.is_empty() || method == "POST" {
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(body).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(WAIT, stream.read_to_end(&mut raw))
+        .await
+        .expect("response timed out")
+        .unwrap();
+    Response::parse(&raw)
+}
+
+/// Runs `tidings serve` with `args` and environment `env`, expecting it to
+/// refuse to start; returns what it wrote to stderr.
+pub async fn refused_to_start(args: &[&str], env: &[(&str, &str)]) -> String {
+    let output = tokio::time::timeout(
+        WAIT,
+        Command::new(env!("CARGO_BIN_EXE_tidings"))
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0", "--memory"])
+            .args(args)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the hub did not exit")
+    .unwrap();
+    assert!(!output.status.success(), "the hub started with {args:?}");
+    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 fn listening_address(line: &str) -> Option<SocketAddr> {

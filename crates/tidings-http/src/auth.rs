@@ -12,13 +12,15 @@ use http::{HeaderMap, StatusCode};
 use tidings_auth::{Claims, Verifier};
 use tidings_core::SubscriberAuth;
 
+use crate::client::{Client, Source};
+use crate::csrf::PublishOrigins;
 use crate::error::AppError;
 use crate::form;
 
 /// How the hub authenticates.
 #[derive(Debug, Clone, Default)]
 pub struct AuthConfig {
-    /// Verifies publishers' tokens; `None`: dev mode, loopback peers may
+    /// Verifies publishers' tokens; `None`: dev mode, loopback clients may
     /// publish without one.
     pub publisher: Option<Verifier>,
     /// Verifies subscribers' tokens; `None`: tokens are ignored and nobody
@@ -27,15 +29,38 @@ pub struct AuthConfig {
     /// Whether subscribers without a token are served (public updates
     /// only).
     pub anonymous: bool,
+    /// The origins whose pages may publish with the token cookie (which a
+    /// browser sends on a form post from any site); empty: none may.
+    pub publish_origins: PublishOrigins,
 }
 
 /// The name of the cookie that may carry a token.
 const COOKIE_NAME: &str = "mercureAuthorization";
 
+/// A token, and where the request carried it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Token {
+    /// The JWT.
+    pub(crate) value: String,
+    /// Where it came from: a browser attaches only the cookie on its own.
+    pub(crate) source: TokenSource,
+}
+
+/// Where a request carries its token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TokenSource {
+    /// `Authorization: Bearer`.
+    Header,
+    /// The `authorization` query parameter.
+    Query,
+    /// The `mercureAuthorization` cookie.
+    Cookie,
+}
+
 /// The token of a request: from `Authorization: Bearer`, else the
 /// `authorization` query parameter, else the `mercureAuthorization` cookie.
 /// Only the first source present counts.
-pub(crate) fn token(parts: &Parts) -> Result<Option<String>, AppError> {
+pub(crate) fn token(parts: &Parts) -> Result<Option<Token>, AppError> {
     if let Some(value) = parts.headers.get(AUTHORIZATION) {
         let value = value.to_str().unwrap_or_default().trim();
         let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
@@ -44,15 +69,24 @@ pub(crate) fn token(parts: &Parts) -> Result<Option<String>, AppError> {
                 "the Authorization header must be `Bearer <token>`",
             ));
         }
-        return Ok(Some(token.trim().to_owned()));
+        return Ok(Some(Token {
+            value: token.trim().to_owned(),
+            source: TokenSource::Header,
+        }));
     }
     for pair in form::pairs(parts.uri.query().unwrap_or_default().as_bytes()) {
         let (name, value) = pair.map_err(AppError::bad_request)?;
         if name == "authorization" {
-            return Ok(Some(value));
+            return Ok(Some(Token {
+                value,
+                source: TokenSource::Query,
+            }));
         }
     }
-    Ok(cookie(&parts.headers, COOKIE_NAME))
+    Ok(cookie(&parts.headers, COOKIE_NAME).map(|value| Token {
+        value,
+        source: TokenSource::Cookie,
+    }))
 }
 
 fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
@@ -82,22 +116,23 @@ fn verify(verifier: &Verifier, token: &str) -> Result<Claims, AppError> {
 }
 
 impl AuthConfig {
-    /// Who the publisher is: checked before its body is read.
+    /// Who the publisher is: checked before its body is read. `client` is
+    /// who sent the request (`None`: unknown).
     pub(crate) fn publisher(
         &self,
         parts: &Parts,
-        peer: Option<IpAddr>,
+        client: Option<Client>,
     ) -> Result<PublishGrant, AppError> {
         let Some(verifier) = &self.publisher else {
-            return match peer {
-                Some(ip) if ip.is_loopback() => Ok(PublishGrant::Loopback),
-                _ => Err(forbidden(
-                    "this hub runs without a JWT key (dev mode): publishing is allowed from loopback addresses only",
-                )),
-            };
+            return dev_mode(client);
         };
         let token = token(parts)?.ok_or_else(|| unauthorized("publishing needs a token"))?;
-        Ok(PublishGrant::Token(verify(verifier, &token)?))
+        if token.source == TokenSource::Cookie {
+            // Before the token is looked at: a forged request learns
+            // nothing about it.
+            self.publish_origins.check(&parts.headers)?;
+        }
+        Ok(PublishGrant::Token(verify(verifier, &token.value)?))
     }
 
     /// What a subscriber may see; `None` for an anonymous one.
@@ -114,12 +149,39 @@ impl AuthConfig {
             }
             return Err(unauthorized("subscribing needs a token"));
         };
-        let claims = verify(verifier, &token)?;
+        let claims = verify(verifier, &token.value)?;
         Ok(Some(SubscriberAuth {
             private_selectors: claims.subscribe.unwrap_or_default(),
             expires_at: claims.expires_at,
             payload: claims.payload,
         }))
+    }
+}
+
+/// Dev mode: only a client known to be on this machine may publish.
+fn dev_mode(client: Option<Client>) -> Result<PublishGrant, AppError> {
+    match client {
+        Some(client) if client.is_loopback() => Ok(PublishGrant::Loopback),
+        Some(Client {
+            addr,
+            source: Source::PeerIgnoringForwarding,
+        }) if addr.is_loopback() => Err(forbidden(
+            "this hub runs without a JWT key (dev mode): publishing is allowed from loopback \
+             clients only, and this request carries Forwarded or X-Forwarded-For from a peer that \
+             is not a trusted proxy, so the hub cannot tell a local proxy relaying other machines \
+             from a local program. List the proxy with --trusted-proxy, or set a publisher JWT key",
+        )),
+        Some(Client {
+            source: Source::Hidden,
+            ..
+        }) => Err(forbidden(
+            "this hub runs without a JWT key (dev mode): publishing is allowed from loopback \
+             clients only, and the trusted proxy did not give the client's address (unknown, \
+             obfuscated or malformed Forwarded or X-Forwarded-For)",
+        )),
+        _ => Err(forbidden(
+            "this hub runs without a JWT key (dev mode): publishing is allowed from loopback addresses only",
+        )),
     }
 }
 
@@ -202,14 +264,15 @@ impl FailureBrake {
     }
 }
 
-/// Answers an authentication failure after the brake's delay.
-pub(crate) async fn brake(brake: &FailureBrake, peer: Option<IpAddr>, err: AppError) -> AppError {
+/// Answers an authentication failure after the brake's delay. Failures
+/// count per client address (behind trusted proxies, the forwarded one).
+pub(crate) async fn brake(brake: &FailureBrake, client: Option<Client>, err: AppError) -> AppError {
     if err.status == StatusCode::UNAUTHORIZED
-        && let Some(peer) = peer
+        && let Some(client) = client
     {
-        let delay = brake.failed(peer);
+        let delay = brake.failed(client.addr);
         if !delay.is_zero() {
-            tracing::debug!(%peer, ?delay, "slowing down repeated authentication failures");
+            tracing::debug!(%client, ?delay, "slowing down repeated authentication failures");
             tokio::time::sleep(delay).await;
         }
     }
@@ -237,19 +300,30 @@ mod tests {
                 ("cookie", "a=b; mercureAuthorization=from-cookie"),
             ],
         );
-        assert_eq!(token(&all).unwrap().as_deref(), Some("from-header"));
+        let found = |parts: &Parts| token(parts).unwrap().map(|t| (t.value, t.source)).unwrap();
+        assert_eq!(found(&all), ("from-header".into(), TokenSource::Header));
         let no_header = parts(
             "/x?authorization=from-query",
             &[("cookie", "mercureAuthorization=from-cookie")],
         );
-        assert_eq!(token(&no_header).unwrap().as_deref(), Some("from-query"));
+        assert_eq!(found(&no_header), ("from-query".into(), TokenSource::Query));
         let cookie_only = parts(
             "/x",
             &[("cookie", "x=1; mercureAuthorization=\"from-cookie\"")],
         );
-        assert_eq!(token(&cookie_only).unwrap().as_deref(), Some("from-cookie"));
+        assert_eq!(
+            found(&cookie_only),
+            ("from-cookie".into(), TokenSource::Cookie)
+        );
         assert_eq!(token(&parts("/x", &[])).unwrap(), None);
         assert!(token(&parts("/x", &[("authorization", "Basic abc")])).is_err());
+    }
+
+    fn peer(ip: IpAddr) -> Option<Client> {
+        Some(Client {
+            addr: ip,
+            source: Source::Peer,
+        })
     }
 
     #[test]
@@ -259,14 +333,42 @@ mod tests {
         let loopback: [IpAddr; 2] = [[127, 0, 0, 1].into(), std::net::Ipv6Addr::LOCALHOST.into()];
         for ip in loopback {
             assert!(matches!(
-                auth.publisher(&request, Some(ip)),
+                auth.publisher(&request, peer(ip)),
                 Ok(PublishGrant::Loopback)
             ));
         }
         let remote: IpAddr = [192, 0, 2, 7].into();
-        let err = auth.publisher(&request, Some(remote)).unwrap_err();
+        let err = auth.publisher(&request, peer(remote)).unwrap_err();
         assert_eq!(err.status, StatusCode::FORBIDDEN);
         assert!(auth.publisher(&request, None).is_err());
+    }
+
+    #[test]
+    fn dev_mode_refuses_what_a_local_proxy_may_relay() {
+        let auth = AuthConfig::default();
+        let request = parts("/x", &[]);
+        let relayed = Some(Client {
+            addr: [127, 0, 0, 1].into(),
+            source: Source::PeerIgnoringForwarding,
+        });
+        let err = auth.publisher(&request, relayed).unwrap_err();
+        assert_eq!(err.status, StatusCode::FORBIDDEN);
+        assert!(err.message.contains("--trusted-proxy"), "{}", err.message);
+        let hidden = Some(Client {
+            addr: [127, 0, 0, 1].into(),
+            source: Source::Hidden,
+        });
+        let err = auth.publisher(&request, hidden).unwrap_err();
+        assert!(
+            err.message.contains("did not give the client's address"),
+            "{}",
+            err.message
+        );
+        let forwarded = Some(Client {
+            addr: [127, 0, 0, 1].into(),
+            source: Source::Forwarded,
+        });
+        assert!(auth.publisher(&request, forwarded).is_ok());
     }
 
     #[test]

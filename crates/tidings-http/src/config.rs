@@ -1,20 +1,17 @@
 //! The server's typed configuration, validated once by whoever parses the
 //! flags.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use tidings_core::HubConfig;
 use tokio_rustls::TlsAcceptor;
 
 use crate::auth::AuthConfig;
+use crate::client::TrustedProxies;
 use crate::cors::CorsConfig;
 
 /// Everything the HTTP side needs to know.
 #[derive(Clone)]
 pub struct ServerConfig {
-    /// Where to listen.
-    pub listen: SocketAddr,
     /// The largest publish body, in bytes.
     pub max_body: usize,
     /// The most topic selectors one subscription may have.
@@ -26,12 +23,13 @@ pub struct ServerConfig {
     /// Connections served at once; more are closed as they come, so that a
     /// flood cannot take the process's last file descriptors.
     pub max_connections: usize,
-    /// How subscribers are treated.
-    pub hub: HubConfig,
     /// Tokens and who may do what.
     pub auth: AuthConfig,
     /// Browser origins allowed to use the hub.
     pub cors: CorsConfig,
+    /// Reverse proxies whose `Forwarded`/`X-Forwarded-For` name the
+    /// client; empty: the TCP peer is the client.
+    pub trusted_proxies: TrustedProxies,
     /// TLS (with HTTP/2 by ALPN); `None`: plain HTTP.
     pub tls: Option<TlsAcceptor>,
 }
@@ -39,15 +37,14 @@ pub struct ServerConfig {
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
-            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             max_body: 1 << 20,
             max_selectors: 64,
             header_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(10),
             max_connections: 16_000,
-            hub: HubConfig::default(),
             auth: AuthConfig::default(),
             cors: CorsConfig::default(),
+            trusted_proxies: TrustedProxies::default(),
             tls: None,
         }
     }
@@ -56,13 +53,12 @@ impl Default for ServerConfig {
 impl std::fmt::Debug for ServerConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServerConfig")
-            .field("listen", &self.listen)
             .field("max_body", &self.max_body)
             .field("max_selectors", &self.max_selectors)
             .field("max_connections", &self.max_connections)
-            .field("hub", &self.hub)
             .field("auth", &self.auth)
             .field("cors", &self.cors)
+            .field("trusted_proxies", &self.trusted_proxies)
             .field("tls", &self.tls.is_some())
             .finish_non_exhaustive()
     }

@@ -12,10 +12,13 @@
 mod app;
 mod assets;
 mod auth;
+mod client;
 mod config;
 mod cors;
+mod csrf;
 mod error;
 mod form;
+mod forwarded;
 pub mod metrics;
 mod prefixed;
 mod publish;
@@ -27,8 +30,10 @@ pub mod tls;
 
 pub use app::{EVENTS_PATH, HUB_PATH, PUBLISH_PATH, app};
 pub use auth::AuthConfig;
+pub use client::{TrustedProxies, TrustedProxyError};
 pub use config::ServerConfig;
 pub use cors::CorsConfig;
+pub use csrf::{PublishOrigins, check_origin};
 pub use error::AppError;
 pub use server::{serve, shutdown_signal};
 pub use state::AppState;

@@ -28,10 +28,16 @@ pub(crate) async fn handler(
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
+    let client = state.client(peer, &parts.headers);
     // Who is asking, before reading what they send.
-    let grant = match state.config().auth.publisher(&parts, peer) {
+    let grant = match state.config().auth.publisher(&parts, client) {
         Ok(grant) => grant,
-        Err(err) => return Err(auth::brake(state.brake(), peer, err).await),
+        Err(err) => {
+            if let Some(client) = client {
+                tracing::debug!(%client, status = %err.status, "publish refused");
+            }
+            return Err(auth::brake(state.brake(), client, err).await);
+        }
     };
     let kind = body_kind(&parts.headers)?;
     let bytes = read_body(body, &parts.headers, state.config().max_body).await?;

@@ -1,11 +1,14 @@
 //! What every request handler shares.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
+use http::HeaderMap;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tidings_core::Hub;
 
 use crate::auth::FailureBrake;
+use crate::client::Client;
 use crate::config::ServerConfig;
 
 /// The handlers' shared state. Cheap to clone.
@@ -48,6 +51,12 @@ impl AppState {
     /// The configuration.
     pub fn config(&self) -> &ServerConfig {
         &self.inner.config
+    }
+
+    /// Who sent a request that arrived from `peer` (`None`: the server did
+    /// not say) with `headers`.
+    pub(crate) fn client(&self, peer: Option<IpAddr>, headers: &HeaderMap) -> Option<Client> {
+        peer.map(|peer| self.inner.config.trusted_proxies.client(peer, headers))
     }
 
     /// The brake on repeated authentication failures.

@@ -80,7 +80,10 @@ pub(crate) async fn open(
 ) -> Result<Subscription, AppError> {
     let request = match parse_request(parts, state) {
         Ok(request) => request,
-        Err(err) => return Err(auth::brake(state.brake(), peer, err).await),
+        Err(err) => {
+            let client = state.client(peer, &parts.headers);
+            return Err(auth::brake(state.brake(), client, err).await);
+        }
     };
     Ok(state.hub().subscribe(request).await?)
 }

@@ -1,13 +1,13 @@
-//! Who may do what: the JWT, CORS, TLS and connection-limit flags of
-//! `tidings serve`.
+//! Who may do what: the JWT, CORS, trusted-proxy, TLS and connection-limit
+//! flags of `tidings serve`.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use tidings_auth::{JwtAlgorithm, Key, Verifier};
-use tidings_http::{AuthConfig, CorsConfig};
-use tokio_rustls::TlsAcceptor;
+use tidings_http::tls::Certificates;
+use tidings_http::{AuthConfig, CorsConfig, PublishOrigins, TrustedProxies};
 
 /// Security flags of `tidings serve`.
 #[derive(Debug, clap::Args)]
@@ -75,6 +75,31 @@ pub(crate) struct SecurityArgs {
     )]
     cors_origins: Vec<String>,
 
+    /// Origin whose pages may publish with the `mercureAuthorization`
+    /// cookie (repeatable), or `*` for any; default: the --cors-origin
+    /// list. A cookie-authenticated publish must carry an allowed Origin
+    /// (or Referer); publishes with the token in the Authorization header
+    /// or the query are not checked.
+    #[arg(
+        long = "publish-origin",
+        env = "TIDINGS_PUBLISH_ORIGINS",
+        value_name = "ORIGIN",
+        value_delimiter = ','
+    )]
+    publish_origins: Vec<String>,
+
+    /// Reverse proxy whose Forwarded / X-Forwarded-For headers name the
+    /// client (repeatable): an IPv4 or IPv6 network in CIDR notation
+    /// (`10.0.0.0/8`) or an address (`127.0.0.1`). Requests from other
+    /// peers are taken as from the peer.
+    #[arg(
+        long = "trusted-proxy",
+        env = "TIDINGS_TRUSTED_PROXIES",
+        value_name = "CIDR",
+        value_delimiter = ','
+    )]
+    trusted_proxies: Vec<String>,
+
     /// PEM certificate chain: serve HTTPS, with HTTP/2 by ALPN.
     #[arg(long, env = "TIDINGS_TLS_CERT", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -90,9 +115,15 @@ pub(crate) struct SecurityArgs {
 
 /// The validated security configuration.
 pub(crate) struct Security {
+    /// Keys, anonymous subscribers, cookie publishing origins.
     pub(crate) auth: AuthConfig,
+    /// Browser origins that may use the hub.
     pub(crate) cors: CorsConfig,
-    pub(crate) tls: Option<TlsAcceptor>,
+    /// Proxies whose forwarding headers name the client.
+    pub(crate) trusted_proxies: TrustedProxies,
+    /// HTTPS, reloaded on SIGHUP; `None`: plain HTTP.
+    pub(crate) tls: Option<Certificates>,
+    /// Connections served at once.
     pub(crate) max_connections: usize,
 }
 
@@ -136,8 +167,22 @@ impl SecurityArgs {
             self.max_connections > 0,
             "--max-connections must be at least 1"
         );
+        for origin in &self.publish_origins {
+            tidings_http::check_origin(origin)
+                .map_err(anyhow::Error::msg)
+                .context("--publish-origin (TIDINGS_PUBLISH_ORIGINS)")?;
+        }
+        // Without a list of its own, the pages that may use the hub from
+        // a browser may publish with the cookie too.
+        let publish_origins = if self.publish_origins.is_empty() {
+            PublishOrigins::from_list(&self.cors_origins)
+        } else {
+            PublishOrigins::from_list(&self.publish_origins)
+        };
+        let trusted_proxies = TrustedProxies::parse(&self.trusted_proxies)
+            .context("--trusted-proxy (TIDINGS_TRUSTED_PROXIES)")?;
         let tls = match (&self.tls_cert, &self.tls_key) {
-            (Some(cert), Some(key)) => Some(tidings_http::tls::acceptor(cert, key)?),
+            (Some(cert), Some(key)) => Some(Certificates::load(cert, key)?),
             _ => None,
         };
         Ok(Security {
@@ -145,8 +190,10 @@ impl SecurityArgs {
                 publisher: verifier(publisher, "publisher")?,
                 subscriber: verifier(subscriber, "subscriber")?,
                 anonymous: !self.no_anonymous,
+                publish_origins,
             },
             cors: CorsConfig::from_list(&self.cors_origins),
+            trusted_proxies,
             tls,
             max_connections: self.max_connections,
         })
