@@ -1,8 +1,30 @@
 //! What the tool asks of its own process: open files, CPU time, the clock.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nix::sys::resource::{Resource, UsageWho, getrlimit, getrusage, setrlimit};
+
+/// When a run started, for its report.
+#[derive(Debug, Clone, Copy)]
+pub struct RunClock {
+    /// Unix seconds.
+    pub started_unix_s: u64,
+    /// The machine's one-minute load average then.
+    pub load_average_start: f64,
+    /// The monotonic start, for timelines.
+    pub t0: Instant,
+}
+
+impl RunClock {
+    /// Now.
+    pub fn start() -> Self {
+        Self {
+            started_unix_s: now_ns() / 1_000_000_000,
+            load_average_start: load_average(),
+            t0: Instant::now(),
+        }
+    }
+}
 
 /// Descriptors a process keeps for itself besides subscriber sockets: the
 /// runtime, stdio, pipes to shards, the publisher, `/proc` reads.
