@@ -10,6 +10,7 @@
 //! subscribers have them all (or nothing arrived for the drain time) and
 //! reports; sample the server; add up ([`totals`]); write the report.
 
+mod churning;
 mod config;
 mod monitor;
 mod totals;
@@ -32,6 +33,7 @@ use crate::swarm::{Swarm, SwarmError, SwarmResult};
 use crate::sys::{self, LimitError, RunClock};
 use crate::target::TargetError;
 
+use churning::{ChurnOutcome, Churning, PublishStart};
 use config::FanoutConfig;
 use monitor::{Monitor, Phase};
 use totals::Totals;
@@ -63,6 +65,9 @@ pub enum FanoutError {
     /// Publishing could not start.
     #[error(transparent)]
     Publish(#[from] PlanError),
+    /// The churn alongside could not run.
+    #[error("{0}")]
+    Churn(String),
 }
 
 /// Runs a fan-out measurement.
@@ -190,10 +195,14 @@ struct Published {
     start: Instant,
     /// This process's CPU time then.
     parent_cpu_at_start: Duration,
+    /// What the churn alongside did (`--churn-rate`).
+    churn: Option<ChurnOutcome>,
 }
 
 /// The publish phase: tells the shards that publishing starts, publishes
-/// every event on schedule from a thread of its own, and says what failed.
+/// every event on schedule from a thread of its own (with `--churn-rate`,
+/// churn from another thread during the second half), and says what
+/// failed.
 async fn publish_phase(
     config: &FanoutConfig,
     shards: &mut [Shard],
@@ -208,12 +217,24 @@ async fn publish_phase(
         shard.start().await?;
     }
     monitor.set_phase(Phase::Publishing);
+    let churning = match &config.churn {
+        Some(plan) => Some(Churning::start(
+            plan.clone(),
+            Arc::clone(&monitor.published),
+            Arc::clone(&monitor.churning),
+        )?),
+        None => None,
+    };
     let start = Instant::now();
     let outcome = if config.events == 0 {
         // A memory run: no publisher connection needed.
         Outcome::nothing()
     } else {
         publisher::publish_in_thread(config.plan.clone(), Arc::clone(&monitor.published)).await?
+    };
+    let churn = match churning {
+        Some(churning) => Some(churning.stop().await?),
+        None => None,
     };
     if let Some(first) = &outcome.first_error {
         monitor.display.note(&format!(
@@ -230,6 +251,7 @@ async fn publish_phase(
         outcome,
         start,
         parent_cpu_at_start,
+        churn,
     })
 }
 
@@ -297,6 +319,24 @@ fn report(
     run_wall: Duration,
     timeline: Vec<crate::report::TimelineSample>,
 ) -> FanoutReport {
+    let churn = config
+        .churn
+        .as_ref()
+        .zip(published.churn.as_ref())
+        .map(|(plan, outcome)| {
+            let start = PublishStart {
+                at: published.start,
+                server: samples[1],
+                tool_cpu: published.parent_cpu_at_start,
+            };
+            churning::report(
+                plan,
+                outcome,
+                start,
+                &totals.latency_baseline,
+                &totals.latency_churn,
+            )
+        });
     let server = totals.server(config.server_pid, samples, run_wall, timeline);
     let tool = totals.tool(config, run_wall);
     FanoutReport {
@@ -316,5 +356,6 @@ fn report(
             load_average_start: clock.load_average_start,
             load_average_end: sys::load_average(),
         },
+        churn,
     }
 }

@@ -48,7 +48,16 @@ pub fn raise_fd_limit() -> Result<u64, LimitError> {
 
 /// The CPU time (user plus system) this process used so far.
 pub fn cpu_time() -> Duration {
-    getrusage(UsageWho::RUSAGE_SELF).map_or(Duration::ZERO, |usage| {
+    usage(UsageWho::RUSAGE_SELF)
+}
+
+/// The CPU time (user plus system) the calling thread used so far.
+pub fn thread_cpu_time() -> Duration {
+    usage(UsageWho::RUSAGE_THREAD)
+}
+
+fn usage(who: UsageWho) -> Duration {
+    getrusage(who).map_or(Duration::ZERO, |usage| {
         let micros = |tv: nix::sys::time::TimeVal| {
             Duration::from_secs(u64::try_from(tv.tv_sec()).unwrap_or(0))
                 + Duration::from_micros(u64::try_from(tv.tv_usec()).unwrap_or(0))
@@ -121,5 +130,6 @@ mod tests {
             x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
         }
         assert!(super::cpu_time() > before, "{x}");
+        assert!(super::thread_cpu_time() > std::time::Duration::ZERO);
     }
 }

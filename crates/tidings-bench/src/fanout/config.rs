@@ -13,6 +13,7 @@ use crate::sys;
 use crate::target::Target;
 
 use super::FanoutError;
+use super::churning::ChurnPlan;
 
 /// A fan-out run, validated: every later phase reads this, never the flags.
 #[derive(Debug)]
@@ -47,6 +48,8 @@ pub(super) struct FanoutConfig {
     pub(super) swarm: SwarmConfig,
     /// The parameters as the report records them.
     pub(super) settings: FanoutSettings,
+    /// Churn alongside the second half of the events (`--churn-rate`).
+    pub(super) churn: Option<ChurnPlan>,
 }
 
 impl FanoutConfig {
@@ -59,14 +62,22 @@ impl FanoutConfig {
         }
         let fd_limit = sys::raise_fd_limit()?;
         let sub_target = Target::resolve(&common.sub_url).await?;
-        sub_target.subscribe_request(&common.headers)?;
+        let request = sub_target.subscribe_request(&common.headers)?;
         let n = args.subscribers;
-        let shards = plan_shards(n, args.shards, fd_limit)?;
+        // This process holds the churn's connections besides any
+        // subscribers.
+        let churn_fds = if args.churn_rate > 0.0 {
+            args.churn_in_flight.max(1)
+        } else {
+            0
+        };
+        let shards = plan_shards(n, args.shards, fd_limit, churn_fds)?;
         let sources = match &common.source_ips {
             Some(spec) => sources::parse(spec)?,
             None => sources::default_for(sub_target.addr.ip(), n as u64),
         };
         check_ports(n as u64, &sources)?;
+        let churn = ChurnPlan::from_args(args, &sub_target, request, &sources)?;
         let run = sys::run_id();
         let events = args.events;
         let pub_connections = args.pub_connections.max(1);
@@ -96,6 +107,7 @@ impl FanoutConfig {
             run,
             connect_timeout_ms: (common.connect_timeout * 1000.0) as u64,
             delayed_ack: args.delayed_ack,
+            phases: churn.as_ref().map(|plan| plan.split),
         };
         let settings = FanoutSettings {
             sub_url: common.sub_url.clone(),
@@ -131,6 +143,7 @@ impl FanoutConfig {
             plan,
             swarm,
             settings,
+            churn,
         })
     }
 
@@ -147,25 +160,44 @@ impl FanoutConfig {
 }
 
 /// How many processes hold the subscribers, checked against the open-file
-/// limit.
+/// limit. This process also holds `parent_fds` other connections (the
+/// churn's): with one process they share its limit; with more, the
+/// subscribers live in child processes.
 pub(super) fn plan_shards(
     subscribers: usize,
     asked: usize,
     fd_limit: u64,
+    parent_fds: usize,
 ) -> Result<usize, FanoutError> {
     let room = fd_limit.saturating_sub(sys::RESERVED_FDS).max(1) as usize;
-    let shards = if asked == 0 {
-        subscribers.div_ceil(room).max(1)
-    } else {
-        asked
+    if parent_fds > room {
+        return Err(FanoutError::Invalid(format!(
+            "--churn-in-flight {parent_fds} exceeds the open-file limit ({fd_limit}, of which {} \
+             are kept for the tool)",
+            sys::RESERVED_FDS
+        )));
+    }
+    let room_here = room - parent_fds;
+    let shards = match asked {
+        0 if subscribers <= room_here => 1,
+        0 => subscribers.div_ceil(room).max(2),
+        asked => asked,
     };
     let per_process = subscribers.div_ceil(shards);
-    if per_process > room {
+    if per_process > if shards == 1 { room_here } else { room } {
+        let least = match subscribers.div_ceil(room) {
+            1 if parent_fds > 0 => 2,
+            least => least,
+        };
+        let churn = if parent_fds > 0 {
+            format!(" and {parent_fds} churn connections")
+        } else {
+            String::new()
+        };
         return Err(FanoutError::Invalid(format!(
-            "{per_process} subscribers per process exceed the open-file limit ({fd_limit}, of which \
-             {} are kept for the tool): use --shards {} or more",
+            "{per_process} subscribers{churn} per process exceed the open-file limit ({fd_limit}, \
+             of which {} are kept for the tool): use --shards {least} or more",
             sys::RESERVED_FDS,
-            subscribers.div_ceil(room)
         )));
     }
     Ok(shards)
@@ -192,10 +224,23 @@ mod tests {
 
     #[test]
     fn shards_fit_the_fd_limit() {
-        assert_eq!(plan_shards(10_000, 0, 20_000).unwrap(), 1);
-        assert_eq!(plan_shards(100_000, 0, 20_000).unwrap(), 6);
-        assert_eq!(plan_shards(100_000, 8, 20_000).unwrap(), 8);
-        let err = plan_shards(100_000, 2, 20_000).unwrap_err().to_string();
+        assert_eq!(plan_shards(10_000, 0, 20_000, 0).unwrap(), 1);
+        assert_eq!(plan_shards(100_000, 0, 20_000, 0).unwrap(), 6);
+        assert_eq!(plan_shards(100_000, 8, 20_000, 0).unwrap(), 8);
+        let err = plan_shards(100_000, 2, 20_000, 0).unwrap_err().to_string();
         assert!(err.contains("--shards 6"), "{err}");
+    }
+
+    #[test]
+    fn churn_connections_share_this_process_limit() {
+        // 10,000 subscribers and 1,000 churn connections fit one process.
+        assert_eq!(plan_shards(10_000, 0, 20_000, 1_000).unwrap(), 1);
+        // 19,500 and 1,000 do not: the subscribers go to two shards.
+        assert_eq!(plan_shards(19_500, 0, 20_000, 1_000).unwrap(), 2);
+        let err = plan_shards(19_500, 1, 20_000, 1_000)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--shards 2"), "{err}");
+        assert!(plan_shards(10, 0, 20_000, 20_000).is_err());
     }
 }

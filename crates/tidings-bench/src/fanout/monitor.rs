@@ -5,7 +5,7 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::procfs;
@@ -57,6 +57,8 @@ pub(super) struct Monitor {
     phase: Cell<Phase>,
     /// Events published so far (written by the publishing thread).
     pub(super) published: Arc<AtomicU64>,
+    /// Churn is going on alongside (written by the churn thread).
+    pub(super) churning: Arc<AtomicBool>,
     /// Deliveries expected once draining (for the display).
     pub(super) expected: Cell<u64>,
     /// The server to sample.
@@ -87,6 +89,7 @@ impl Monitor {
             events,
             phase: Cell::new(Phase::Connecting),
             published: Arc::new(AtomicU64::new(0)),
+            churning: Arc::new(AtomicBool::new(false)),
             expected: Cell::new(0),
             server_pid,
             t0,
@@ -118,12 +121,32 @@ impl Monitor {
             ),
             Phase::Publishing => self.display.update(
                 self.published.load(Ordering::Relaxed),
-                &format!("delivered {} dropped {}", c.delivered, c.dropped),
+                &format!(
+                    "delivered {} dropped {}{}",
+                    c.delivered,
+                    c.dropped,
+                    if self.churning.load(Ordering::Relaxed) {
+                        ", churning"
+                    } else {
+                        ""
+                    }
+                ),
             ),
             Phase::Draining => self.display.update(
                 c.delivered.min(self.expected.get()),
                 &format!("dropped {}", c.dropped),
             ),
+        }
+    }
+
+    /// The phase's name in the timeline: `publish+churn` while churn goes
+    /// on alongside the publishing.
+    fn phase_name(&self) -> String {
+        let phase = self.phase.get();
+        if phase == Phase::Publishing && self.churning.load(Ordering::Relaxed) {
+            "publish+churn".to_owned()
+        } else {
+            phase.name().to_owned()
         }
     }
 
@@ -159,7 +182,7 @@ impl Monitor {
                 let c = self.counts();
                 self.timeline.borrow_mut().push(TimelineSample {
                     t_s: stats::round3(self.t0.elapsed().as_secs_f64()),
-                    phase: self.phase.get().name().to_owned(),
+                    phase: self.phase_name(),
                     connected: c.connected - c.dropped,
                     delivered: c.delivered,
                     rss_bytes: sample.rss_bytes,

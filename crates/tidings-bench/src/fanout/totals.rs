@@ -24,6 +24,10 @@ pub(super) struct Totals {
     pub(super) delivery: DeliveryReport,
     /// Publish-to-receive latency over every delivered event, µs.
     pub(super) latency: Histogram<u64>,
+    /// The same over the events published without churn (`--churn-rate`).
+    pub(super) latency_baseline: Histogram<u64>,
+    /// The same over the events published with churn alongside.
+    pub(super) latency_churn: Histogram<u64>,
     /// The tool's CPU from the first publish to the end, all processes,
     /// seconds.
     pub(super) tool_cpu_s: f64,
@@ -47,6 +51,8 @@ impl Totals {
         let local = config.shards == 1;
         let mut connect_hist = new_histogram();
         let mut latency = new_histogram();
+        let mut latency_baseline = new_histogram();
+        let mut latency_churn = new_histogram();
         let mut connect = ConnectReport {
             requested: config.subscribers as u64,
             ..ConnectReport::default()
@@ -61,6 +67,8 @@ impl Totals {
             connect.duration_s = connect.duration_s.max(r.connect_duration_s);
             stats::merge_pairs(&mut connect_hist, &r.connect_us);
             stats::merge_pairs(&mut latency, &r.latency_us);
+            stats::merge_pairs(&mut latency_baseline, &r.latency_baseline_us);
+            stats::merge_pairs(&mut latency_churn, &r.latency_churn_us);
             delivery.subscribers += r.open_at_start;
             delivery.delivered += r.delivered;
             delivery.subscribers_complete += r.complete;
@@ -92,6 +100,8 @@ impl Totals {
             connect,
             delivery,
             latency,
+            latency_baseline,
+            latency_churn,
             tool_cpu_s,
             tool_rss,
             fd_limit: results.first().map_or(config.fd_limit, |r| r.fd_limit),
