@@ -3,7 +3,8 @@
 //! the `tidings-bench` binary: a plain fan-out, a fan-out with churn
 //! alongside (`--churn-rate`: two phases, each with its own latency), and
 //! `compare` over several results. Also checks that the floor refuses what
-//! it cannot send.
+//! it cannot send. Linux only, like the tool and the floor (epoll).
+#![cfg(target_os = "linux")]
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
