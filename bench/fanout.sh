@@ -18,8 +18,9 @@
 #   PORT [18490 for nchan, 18480 for tidings, 18495 for floor; must be free]
 #   LABEL        names the run and its result files [the server's name]
 #   CC           the C compiler for floor [gcc]
+#   TIDINGS_BIN  the hub binary [target/release/tidings, built when missing]
 #   TIDINGS_CMD  command that starts the hub; $PORT is set for it
-#                [target/release/tidings serve --listen 127.0.0.1:$PORT
+#                [$TIDINGS_BIN serve --listen 127.0.0.1:$PORT
 #                 --data-dir <temp dir>]
 #   BENCH_BIN    the tidings-bench binary [built with cargo build --release]
 #   RESULTS      result directory [bench/results]
@@ -108,8 +109,12 @@ case "$server" in
     export PORT=$port
     cmd=${TIDINGS_CMD:-}
     if [ -z "$cmd" ]; then
-      [ -x "$target_dir/release/tidings" ] || cargo build --release -q -p tidings >&2
-      cmd="$target_dir/release/tidings serve --listen 127.0.0.1:$port --data-dir $tmp/data"
+      hub=${TIDINGS_BIN:-$target_dir/release/tidings}
+      if [ ! -x "$hub" ]; then
+        [ -z "${TIDINGS_BIN:-}" ] || { echo "TIDINGS_BIN=$hub is not an executable" >&2; exit 1; }
+        cargo build --release -q -p tidings >&2
+      fi
+      cmd="$hub serve --listen 127.0.0.1:$port --data-dir $tmp/data"
     fi
     "${pin_server[@]}" bash -c "exec $cmd" >"$tmp/tidings.log" 2>&1 &
     server_pid=$!
