@@ -201,8 +201,8 @@ static int handle(int epfd, struct conn *c) {
         }
         size_t head_len = (size_t)(end - c->buf) + 4;
         if (c->len >= 4 && memcmp(c->buf, "GET ", 4) == 0) {
-            if (!answer(c->fd, SUB_HEAD, sizeof SUB_HEAD - 1)) return 0;
             if (nsubs == max_fds) return 0;
+            if (!answer(c->fd, SUB_HEAD, sizeof SUB_HEAD - 1)) return 0;
             subs[nsubs] = c->fd;
             c->sub = (long)nsubs;
             nsubs++;
