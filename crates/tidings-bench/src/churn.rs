@@ -3,8 +3,8 @@
 //! every second so that growth (a leak per connection) shows.
 //!
 //! [`run`] goes through the phases in order, one function each: check the
-//! flags into a [`ChurnConfig`]; sample the server; churn for the duration
-//! ([`cycles`] launches the cycles); let the cycles in flight end; keep
+//! flags into a `ChurnConfig`; sample the server; churn for the duration
+//! (`cycles` launches the cycles); let the cycles in flight end; keep
 //! sampling while the server settles; write the report.
 
 pub(crate) mod cycles;

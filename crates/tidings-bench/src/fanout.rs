@@ -3,12 +3,13 @@
 //! server.
 //!
 //! [`run`] goes through the phases in order, one function each: check the
-//! flags into a [`config::FanoutConfig`]; sample the server; open the
+//! flags into a `FanoutConfig` (`config`); sample the server; open the
 //! subscribers (here or in shard processes) at the connect rate; wait the
-//! warm-up and sample the server (idle memory); publish on schedule; tell
+//! warm-up and sample the server (idle memory); publish on schedule (with
+//! `--churn-rate`, churn alongside the second half: `churning`); tell
 //! the shards how many events were published, each waits until its
 //! subscribers have them all (or nothing arrived for the drain time) and
-//! reports; sample the server; add up ([`totals`]); write the report.
+//! reports; sample the server; add up (`totals`); write the report.
 
 mod churning;
 mod config;
