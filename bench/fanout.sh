@@ -5,14 +5,22 @@
 #
 #   bench/fanout.sh nchan   [extra tidings-bench fanout options]
 #   bench/fanout.sh tidings [extra tidings-bench fanout options]
+#   bench/fanout.sh floor   [extra tidings-bench fanout options]
+#
+# floor is bench/floor/floor.c, the least an SSE hub can do per event (one
+# thread, epoll, one send per subscriber), compiled here with gcc into the
+# run's temporary directory.
 #
 # Environment (defaults in brackets):
 #   SUBSCRIBERS [10000]  RATE events/s [50]  DURATION seconds of publishing [40]
 #   EVENTS [RATE*DURATION]  PAYLOAD bytes [100]  CONNECT_RATE [5000]
 #   WARMUP [3]  DRAIN [5]  SERVER_CPU [0]  TOOL_CPU [1]
-#   PORT [18490 for nchan, 18480 for tidings; must be free]
+#   PORT [18490 for nchan, 18480 for tidings, 18495 for floor; must be free]
+#   LABEL        names the run and its result files [the server's name]
+#   CC           the C compiler for floor [gcc]
+#   TIDINGS_BIN  the hub binary [target/release/tidings, built when missing]
 #   TIDINGS_CMD  command that starts the hub; $PORT is set for it
-#                [target/release/tidings serve --listen 127.0.0.1:$PORT
+#                [$TIDINGS_BIN serve --listen 127.0.0.1:$PORT
 #                 --data-dir <temp dir>]
 #   BENCH_BIN    the tidings-bench binary [built with cargo build --release]
 #   RESULTS      result directory [bench/results]
@@ -20,7 +28,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
-server=${1:?usage: bench/fanout.sh nchan|tidings [tidings-bench options]}
+server=${1:?usage: bench/fanout.sh nchan|tidings|floor [tidings-bench options]}
 shift
 subscribers=${SUBSCRIBERS:-10000}
 rate=${RATE:-50}
@@ -101,8 +109,12 @@ case "$server" in
     export PORT=$port
     cmd=${TIDINGS_CMD:-}
     if [ -z "$cmd" ]; then
-      [ -x "$target_dir/release/tidings" ] || cargo build --release -q -p tidings >&2
-      cmd="$target_dir/release/tidings serve --listen 127.0.0.1:$port --data-dir $tmp/data"
+      hub=${TIDINGS_BIN:-$target_dir/release/tidings}
+      if [ ! -x "$hub" ]; then
+        [ -z "${TIDINGS_BIN:-}" ] || { echo "TIDINGS_BIN=$hub is not an executable" >&2; exit 1; }
+        cargo build --release -q -p tidings >&2
+      fi
+      cmd="$hub serve --listen 127.0.0.1:$port --data-dir $tmp/data"
     fi
     "${pin_server[@]}" bash -c "exec $cmd" >"$tmp/tidings.log" 2>&1 &
     server_pid=$!
@@ -120,21 +132,43 @@ case "$server" in
     pub_url="http://127.0.0.1:$port/.well-known/mercure"
     format=(--pub-format mercure --topic bench)
     ;;
+  floor)
+    port=${PORT:-18495}
+    port_free "$port"
+    "${CC:-gcc}" -O2 -Wall -Wextra -o "$tmp/floor" "$root/bench/floor/floor.c" || {
+      echo "cannot compile bench/floor/floor.c (set CC to a C compiler)" >&2
+      exit 1
+    }
+    "${pin_server[@]}" "$tmp/floor" "$port" >"$tmp/floor.log" 2>&1 &
+    server_pid=$!
+    stop_server() {
+      kill "$server_pid" 2>/dev/null || true
+      wait "$server_pid" 2>/dev/null || true
+      # Its count of sends that did not take the whole event (0 expected).
+      tail -n 1 "$tmp/floor.log" >&2
+    }
+    wait_for_port "$port" || { cat "$tmp/floor.log" >&2; exit 1; }
+    sub_url="http://127.0.0.1:$port/sub/bench"
+    pub_url="http://127.0.0.1:$port/pub/bench"
+    format=(--pub-format raw)
+    ;;
   *)
-    echo "unknown server $server: nchan or tidings" >&2
+    echo "unknown server $server: nchan, tidings or floor" >&2
     exit 2
     ;;
 esac
 wait_for_port "$port"
 
+label=${LABEL:-$server}
+name=$(printf %s "$label" | tr -c 'A-Za-z0-9._+-' '_')
 stamp=$(date +%Y%m%d-%H%M%S)
-json="$results/$server-$subscribers-subs-$rate-eps-$stamp.json"
+json="$results/$name-$subscribers-subs-$rate-eps-$stamp.json"
 "${pin_tool[@]}" "$bin" fanout \
-  --label "$server" \
+  --label "$label" \
   --sub-url "$sub_url" --pub-url "$pub_url" "${format[@]}" \
   --subscribers "$subscribers" --connect-rate "$connect_rate" \
   --events "$events" --rate "$rate" --payload "$payload" \
   --warmup "$warmup" --drain "$drain" \
   --server-pid "$server_pid" --json "$json" "$@"
-ln -sf "$(basename "$json")" "$results/latest-$server.json"
+ln -sf "$(basename "$json")" "$results/latest-$name.json"
 echo "result: $json" >&2

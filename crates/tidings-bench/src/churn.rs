@@ -1,24 +1,27 @@
 //! `churn`: subscribers that connect, read the first bytes of the response
 //! and disconnect, at a steady rate, while the server's memory is sampled
 //! every second so that growth (a leak per connection) shows.
+//!
+//! [`run`] goes through the phases in order, one function each: check the
+//! flags into a `ChurnConfig`; sample the server; churn for the duration
+//! (`cycles` launches the cycles); let the cycles in flight end; keep
+//! sampling while the server settles; write the report.
 
-use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::rc::Rc;
+pub(crate) mod cycles;
+
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use hdrhistogram::Histogram;
-
 use crate::cli::ChurnArgs;
-use crate::head::{self, OpenError};
 use crate::procfs::{self, ProcError, ProcSample};
 use crate::progress::Display;
 use crate::report::{ChurnReport, ChurnServer, HostReport, TimelineSample};
 use crate::sources::{self, SourceError};
-use crate::stats::{self, Summary, new_histogram};
-use crate::sys::{self, LimitError};
+use crate::stats::{self, Summary};
+use crate::sys::{self, LimitError, RunClock};
 use crate::target::{Target, TargetError};
+
+use cycles::Cycles;
 
 /// A churn run that could not be done.
 #[derive(Debug, thiserror::Error)]
@@ -40,57 +43,253 @@ pub enum ChurnError {
     Server(#[from] ProcError),
 }
 
-/// What the cycles share with the run.
+/// A churn run, validated: the later phases read this, never the flags.
 #[derive(Debug)]
-struct State {
-    /// Where to connect.
-    addr: SocketAddr,
-    /// The subscription request.
-    request: Vec<u8>,
-    /// How long one cycle's opening may take.
-    timeout: Duration,
-    /// How long to stay connected after the first bytes.
-    hold: Duration,
-    /// Cycles running.
-    in_flight: Cell<u64>,
-    /// Cycles that completed.
-    completed: Cell<u64>,
-    /// Cycles that failed.
-    failed: Cell<u64>,
-    /// Failures by kind.
-    errors: RefCell<BTreeMap<String, u64>>,
-    /// Connect to first bytes, µs.
-    first_bytes: RefCell<Histogram<u64>>,
+struct ChurnConfig {
+    /// Names the run in the summary and the JSON.
+    label: String,
+    /// The subscribe URL, for the report.
+    sub_url: String,
+    /// Draw the progress bar even when stderr is not a terminal.
+    progress: bool,
+    /// The server to sample, if any.
+    server_pid: Option<u32>,
+    /// Cycles per second.
+    rate: f64,
+    /// How long to churn.
+    duration: Duration,
+    /// Cycles in the whole run: rate × duration.
+    total: u64,
+    /// How long each connection stays after its first bytes, ms.
+    hold_ms: u64,
+    /// How long to keep sampling after the churn.
+    settle: Duration,
+    /// Source addresses, round-robin.
+    sources: Vec<IpAddr>,
 }
 
-/// One subscriber's short life.
-async fn cycle(state: Rc<State>, source: Option<std::net::IpAddr>) {
-    let started = Instant::now();
-    let opened = tokio::time::timeout(state.timeout, async {
-        let mut stream = head::connect(state.addr, source).await?;
-        head::open(&mut stream, &state.request).await?;
-        Ok::<_, OpenError>(stream)
-    })
-    .await
-    .unwrap_or(Err(OpenError::Timeout));
-    match opened {
-        Ok(stream) => {
-            stats::record(
-                &mut state.first_bytes.borrow_mut(),
-                u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
-            );
-            if !state.hold.is_zero() {
-                tokio::time::sleep(state.hold).await;
-            }
-            drop(stream);
-            state.completed.set(state.completed.get() + 1);
+impl ChurnConfig {
+    /// Checks the flags, raises the open-file limit, resolves the URL, and
+    /// returns the config with the cycles ready to launch.
+    async fn from_args(args: &ChurnArgs) -> Result<(Self, Cycles), ChurnError> {
+        let common = &args.common;
+        if args.rate.is_nan() || args.rate <= 0.0 || args.duration.is_nan() || args.duration <= 0.0
+        {
+            return Err(ChurnError::Invalid(
+                "--rate and --duration must be above 0".to_owned(),
+            ));
         }
-        Err(err) => {
-            state.failed.set(state.failed.get() + 1);
-            *state.errors.borrow_mut().entry(err.kind()).or_default() += 1;
+        let fd_limit = sys::raise_fd_limit()?;
+        let max_in_flight = args.subscribers.max(1) as u64;
+        if max_in_flight + sys::RESERVED_FDS > fd_limit {
+            return Err(ChurnError::Invalid(format!(
+                "--subscribers {max_in_flight} exceeds the open-file limit {fd_limit}"
+            )));
+        }
+        let target = Target::resolve(&common.sub_url).await?;
+        let request = target.subscribe_request(&common.headers)?;
+        let total = (args.rate * args.duration).ceil() as u64;
+        let sources = match &common.source_ips {
+            Some(spec) => sources::parse(spec)?,
+            // Closed connections linger in TIME_WAIT for a minute: plan for all
+            // of the run's connections at once.
+            None => sources::default_for(target.addr.ip(), total),
+        };
+        let cycles = Cycles::new(
+            target.addr,
+            request,
+            Duration::from_secs_f64(common.connect_timeout.max(0.001)),
+            Duration::from_millis(args.hold_ms),
+            sources.clone(),
+            max_in_flight,
+        );
+        let config = Self {
+            label: common.label.clone(),
+            sub_url: common.sub_url.clone(),
+            progress: common.progress,
+            server_pid: common.server_pid,
+            rate: args.rate,
+            duration: Duration::from_secs_f64(args.duration),
+            total,
+            hold_ms: args.hold_ms,
+            settle: Duration::from_secs_f64(args.settle.max(0.0)),
+            sources,
+        };
+        Ok((config, cycles))
+    }
+}
+
+/// Runs a churn measurement. Must run inside a `LocalSet`.
+pub async fn run(args: &ChurnArgs) -> Result<ChurnReport, ChurnError> {
+    let mut clock = RunClock::start();
+    let (config, mut cycles) = ChurnConfig::from_args(args).await?;
+    let display = Display::new(config.progress);
+    // The timeline counts from here, after the checks.
+    clock.t0 = Instant::now();
+    let mut sampler = config.server_pid.map(|pid| Sampler::new(pid, clock.t0));
+    let before = sample_server(&config)?;
+    if let Some(s) = &mut sampler {
+        s.sample("before", 0, 0);
+    }
+    let cpu_before = sys::cpu_time();
+    let churned = churn_phase(&config, &mut cycles, &mut sampler, &display).await;
+    // Let the cycles in flight end.
+    cycles.wait_in_flight().await;
+    let end = sample_server(&config)?;
+    let completed = cycles.completed();
+    let settled = settle_phase(&config, &cycles, completed, &mut sampler, &display).await?;
+    display.finish();
+    let server = server_report(sampler, [before, end, settled], &churned);
+    Ok(report(
+        &config,
+        &cycles,
+        &churned,
+        completed,
+        server,
+        &clock,
+        sys::cpu_time().saturating_sub(cpu_before),
+    ))
+}
+
+/// Samples the server, if there is one to sample.
+fn sample_server(config: &ChurnConfig) -> Result<Option<ProcSample>, ProcError> {
+    config.server_pid.map(procfs::sample).transpose()
+}
+
+/// What the churn phase measured.
+#[derive(Debug)]
+struct Churned {
+    /// How long it lasted.
+    time: Duration,
+    /// (seconds since the churn started, server RSS) once a second.
+    rss_samples: Vec<(f64, u64)>,
+}
+
+/// The churn phase: launches cycles at the rate for the duration, samples
+/// the server and redraws the progress once a second.
+async fn churn_phase(
+    config: &ChurnConfig,
+    cycles: &mut Cycles,
+    sampler: &mut Option<Sampler>,
+    display: &Display,
+) -> Churned {
+    display.phase("churn", config.duration.as_secs_f64().ceil() as u64);
+    let start = Instant::now();
+    let mut next_sample = start + Duration::from_secs(1);
+    let mut rss_samples: Vec<(f64, u64)> = Vec::new();
+    loop {
+        let elapsed = start.elapsed();
+        if elapsed >= config.duration {
+            break;
+        }
+        let due = ((elapsed.as_secs_f64() * config.rate) as u64).min(config.total);
+        cycles.launch_until(due);
+        if Instant::now() >= next_sample {
+            next_sample += Duration::from_secs(1);
+            if let Some(s) = sampler
+                && let Some(sample) = s.sample("churn", cycles.started(), cycles.completed())
+            {
+                rss_samples.push((start.elapsed().as_secs_f64(), sample.rss_bytes));
+            }
+            display.update(
+                elapsed.as_secs(),
+                &format!(
+                    "ok {} failed {} in flight {} skipped {}",
+                    cycles.completed(),
+                    cycles.failed(),
+                    cycles.in_flight(),
+                    cycles.skipped(),
+                ),
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    Churned {
+        time: start.elapsed(),
+        rss_samples,
+    }
+}
+
+/// The settle phase: samples the server once a second for the settle time
+/// after the churn (`completed` cycles in all); returns the last sample.
+async fn settle_phase(
+    config: &ChurnConfig,
+    cycles: &Cycles,
+    completed: u64,
+    sampler: &mut Option<Sampler>,
+    display: &Display,
+) -> Result<Option<ProcSample>, ChurnError> {
+    display.phase("settle", 0);
+    let settle_until = Instant::now() + config.settle;
+    while Instant::now() < settle_until {
+        let left = settle_until - Instant::now();
+        tokio::time::sleep(left.min(Duration::from_secs(1))).await;
+        if let Some(s) = sampler {
+            s.sample("settle", cycles.started(), completed);
         }
     }
-    state.in_flight.set(state.in_flight.get().saturating_sub(1));
+    Ok(sample_server(config)?)
+}
+
+/// The server's memory over the run, when every sample was taken.
+fn server_report(
+    sampler: Option<Sampler>,
+    samples: [Option<ProcSample>; 3],
+    churned: &Churned,
+) -> Option<ChurnServer> {
+    let (Some(s), [Some(before), Some(end), Some(settled)]) = (sampler, samples) else {
+        return None;
+    };
+    Some(ChurnServer {
+        pid: s.pid,
+        before,
+        end,
+        settled,
+        max_rss_bytes: s.max_rss.max(end.rss_bytes).max(settled.rss_bytes),
+        growth_bytes: settled.rss_bytes as i64 - before.rss_bytes as i64,
+        second_half_slope_bytes_per_s: stats::round3(second_half_slope(&churned.rss_samples)),
+        timeline: s.timeline,
+    })
+}
+
+/// The report.
+fn report(
+    config: &ChurnConfig,
+    cycles: &Cycles,
+    churned: &Churned,
+    completed: u64,
+    server: Option<ChurnServer>,
+    clock: &RunClock,
+    tool_cpu: Duration,
+) -> ChurnReport {
+    let cycles_per_s = completed as f64 / churned.time.as_secs_f64();
+    ChurnReport {
+        kind: "churn".to_owned(),
+        label: config.label.clone(),
+        tool_version: env!("CARGO_PKG_VERSION").to_owned(),
+        started_unix_s: clock.started_unix_s,
+        sub_url: config.sub_url.clone(),
+        target_cycles_per_s: config.rate,
+        max_in_flight: cycles.max_in_flight(),
+        hold_ms: config.hold_ms,
+        duration_s: stats::round3(churned.time.as_secs_f64()),
+        source_ips: sources::describe(&config.sources),
+        started: cycles.started(),
+        completed,
+        failed: cycles.failed(),
+        errors: cycles.errors(),
+        skipped: cycles.skipped(),
+        cycles_per_s: stats::round3(cycles_per_s),
+        connects_and_disconnects_per_s: stats::round3(2.0 * cycles_per_s),
+        time_to_first_bytes_ms: Summary::of(&cycles.first_bytes()),
+        server,
+        tool_cpu_s: stats::round3(tool_cpu.as_secs_f64()),
+        host: HostReport {
+            cpus: std::thread::available_parallelism().map_or(0, usize::from),
+            load_average_start: clock.load_average_start,
+            load_average_end: sys::load_average(),
+        },
+    }
 }
 
 /// Samples the server into the timeline.
@@ -113,6 +312,18 @@ struct Sampler {
 }
 
 impl Sampler {
+    fn new(pid: u32, t0: Instant) -> Self {
+        Self {
+            pid,
+            t0,
+            last_cpu: None,
+            last_completed: 0,
+            last_started: 0,
+            timeline: Vec::new(),
+            max_rss: 0,
+        }
+    }
+
     fn sample(&mut self, phase: &str, started: u64, completed: u64) -> Option<ProcSample> {
         let sample = procfs::sample(self.pid).ok()?;
         let now = Instant::now();
@@ -135,168 +346,6 @@ impl Sampler {
         self.last_completed = completed;
         Some(sample)
     }
-}
-
-/// Runs a churn measurement. Must run inside a `LocalSet`.
-pub async fn run(args: &ChurnArgs) -> Result<ChurnReport, ChurnError> {
-    let started_unix_s = sys::now_ns() / 1_000_000_000;
-    let load_average_start = sys::load_average();
-    let common = &args.common;
-    if args.rate.is_nan() || args.rate <= 0.0 || args.duration.is_nan() || args.duration <= 0.0 {
-        return Err(ChurnError::Invalid(
-            "--rate and --duration must be above 0".to_owned(),
-        ));
-    }
-    let fd_limit = sys::raise_fd_limit()?;
-    let max_in_flight = args.subscribers.max(1) as u64;
-    if max_in_flight + sys::RESERVED_FDS > fd_limit {
-        return Err(ChurnError::Invalid(format!(
-            "--subscribers {max_in_flight} exceeds the open-file limit {fd_limit}"
-        )));
-    }
-    let target = Target::resolve(&common.sub_url).await?;
-    let request = target.subscribe_request(&common.headers)?;
-    let total = (args.rate * args.duration).ceil() as u64;
-    let sources = match &common.source_ips {
-        Some(spec) => sources::parse(spec)?,
-        // Closed connections linger in TIME_WAIT for a minute: plan for all
-        // of the run's connections at once.
-        None => sources::default_for(target.addr.ip(), total),
-    };
-    let state = Rc::new(State {
-        addr: target.addr,
-        request,
-        timeout: Duration::from_secs_f64(common.connect_timeout.max(0.001)),
-        hold: Duration::from_millis(args.hold_ms),
-        in_flight: Cell::new(0),
-        completed: Cell::new(0),
-        failed: Cell::new(0),
-        errors: RefCell::default(),
-        first_bytes: RefCell::new(new_histogram()),
-    });
-    let display = Display::new(common.progress);
-    let t0 = Instant::now();
-    let mut sampler = common.server_pid.map(|pid| Sampler {
-        pid,
-        t0,
-        last_cpu: None,
-        last_completed: 0,
-        last_started: 0,
-        timeline: Vec::new(),
-        max_rss: 0,
-    });
-    let before = common.server_pid.map(procfs::sample).transpose()?;
-    if let Some(s) = &mut sampler {
-        s.sample("before", 0, 0);
-    }
-    let cpu_before = sys::cpu_time();
-
-    display.phase("churn", args.duration.ceil() as u64);
-    let duration = Duration::from_secs_f64(args.duration);
-    let start = Instant::now();
-    let mut launched = 0u64;
-    let mut started = 0u64;
-    let mut skipped = 0u64;
-    let mut next_sample = start + Duration::from_secs(1);
-    let mut churn_samples: Vec<(f64, u64)> = Vec::new();
-    loop {
-        let elapsed = start.elapsed();
-        if elapsed >= duration {
-            break;
-        }
-        let due = ((elapsed.as_secs_f64() * args.rate) as u64).min(total);
-        while launched < due {
-            if state.in_flight.get() < max_in_flight {
-                let source = sources::pick(&sources, started as usize);
-                state.in_flight.set(state.in_flight.get() + 1);
-                tokio::task::spawn_local(cycle(Rc::clone(&state), source));
-                started += 1;
-            } else {
-                skipped += 1;
-            }
-            launched += 1;
-        }
-        if Instant::now() >= next_sample {
-            next_sample += Duration::from_secs(1);
-            if let Some(s) = &mut sampler
-                && let Some(sample) = s.sample("churn", started, state.completed.get())
-            {
-                churn_samples.push((start.elapsed().as_secs_f64(), sample.rss_bytes));
-            }
-            display.update(
-                elapsed.as_secs(),
-                &format!(
-                    "ok {} failed {} in flight {} skipped {skipped}",
-                    state.completed.get(),
-                    state.failed.get(),
-                    state.in_flight.get()
-                ),
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    let churn_time = start.elapsed();
-    // Let the cycles in flight end.
-    let deadline = Instant::now() + state.timeout + state.hold + Duration::from_secs(1);
-    while state.in_flight.get() > 0 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let end = common.server_pid.map(procfs::sample).transpose()?;
-    let completed = state.completed.get();
-
-    display.phase("settle", 0);
-    let settle_until = Instant::now() + Duration::from_secs_f64(args.settle.max(0.0));
-    while Instant::now() < settle_until {
-        let left = settle_until - Instant::now();
-        tokio::time::sleep(left.min(Duration::from_secs(1))).await;
-        if let Some(s) = &mut sampler {
-            s.sample("settle", started, completed);
-        }
-    }
-    let settled = common.server_pid.map(procfs::sample).transpose()?;
-    display.finish();
-
-    let cycles_per_s = completed as f64 / churn_time.as_secs_f64();
-    let server = match (sampler, before, end, settled) {
-        (Some(s), Some(before), Some(end), Some(settled)) => Some(ChurnServer {
-            pid: s.pid,
-            before,
-            end,
-            settled,
-            max_rss_bytes: s.max_rss.max(end.rss_bytes).max(settled.rss_bytes),
-            growth_bytes: settled.rss_bytes as i64 - before.rss_bytes as i64,
-            second_half_slope_bytes_per_s: stats::round3(second_half_slope(&churn_samples)),
-            timeline: s.timeline,
-        }),
-        _ => None,
-    };
-    Ok(ChurnReport {
-        kind: "churn".to_owned(),
-        label: common.label.clone(),
-        tool_version: env!("CARGO_PKG_VERSION").to_owned(),
-        started_unix_s,
-        sub_url: common.sub_url.clone(),
-        target_cycles_per_s: args.rate,
-        max_in_flight,
-        hold_ms: args.hold_ms,
-        duration_s: stats::round3(churn_time.as_secs_f64()),
-        source_ips: sources::describe(&sources),
-        started,
-        completed,
-        failed: state.failed.get(),
-        errors: state.errors.borrow().clone(),
-        skipped,
-        cycles_per_s: stats::round3(cycles_per_s),
-        connects_and_disconnects_per_s: stats::round3(2.0 * cycles_per_s),
-        time_to_first_bytes_ms: Summary::of(&state.first_bytes.borrow()),
-        server,
-        tool_cpu_s: stats::round3(sys::cpu_time().saturating_sub(cpu_before).as_secs_f64()),
-        host: HostReport {
-            cpus: std::thread::available_parallelism().map_or(0, usize::from),
-            load_average_start,
-            load_average_end: sys::load_average(),
-        },
-    })
 }
 
 /// The least-squares slope of RSS over time in the second half of the

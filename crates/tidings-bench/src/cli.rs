@@ -139,6 +139,28 @@ pub struct FanoutArgs {
     /// comparison or for none.
     #[arg(long)]
     pub delayed_ack: bool,
+    /// Churn alongside the measured subscribers: connect-and-disconnect
+    /// cycles per second (separate connections that subscribe to the same
+    /// URL, read the response head and close) during the second half of
+    /// the publishing. The report then has the latency of each half, the
+    /// first without churn and the second with it, and their ratio.
+    /// 0: no churn.
+    #[arg(long, default_value_t = 0.0)]
+    pub churn_rate: f64,
+    /// Churn cycles allowed in flight at once (each holds a descriptor of
+    /// this process besides the subscribers).
+    #[arg(long, default_value_t = 1000)]
+    pub churn_in_flight: usize,
+    /// Source addresses of the churn connections (as --source-ips).
+    /// Default: on IPv4 loopback, the 127.0.0.x addresses right after the
+    /// subscribers', one per 10,000 cycles a minute (each closed
+    /// connection stays in TIME_WAIT for a minute).
+    #[arg(long)]
+    pub churn_source_ips: Option<String>,
+    /// Events published less than this many seconds before the churn
+    /// starts, or after it started, belong to neither phase.
+    #[arg(long, default_value_t = 1.0)]
+    pub churn_guard: f64,
 }
 
 /// `churn` options.

@@ -40,6 +40,79 @@ pub struct FanoutReport {
     pub tool: ToolReport,
     /// The machine: what else was running.
     pub host: HostReport,
+    /// With `--churn-rate`: the latency without and with churn alongside.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub churn: Option<ChurnPhasesReport>,
+}
+
+/// A fan-out run with churn alongside (`--churn-rate`): the first half of
+/// the events published without churn, the second half with it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChurnPhasesReport {
+    /// Connect-and-disconnect cycles per second asked for.
+    pub rate: f64,
+    /// Cycles allowed in flight at once.
+    pub max_in_flight: u64,
+    /// Source addresses of the churn's connections.
+    pub source_ips: String,
+    /// Events sent less than this many seconds before the churn started or
+    /// after it started are in neither phase.
+    pub guard_s: f64,
+    /// The events published without churn.
+    pub baseline: PhaseReport,
+    /// The events published with churn going on.
+    pub churn: PhaseReport,
+    /// churn p50 / baseline p50.
+    pub p50_ratio: f64,
+    /// churn p99 / baseline p99: what the churn cost the subscribers.
+    pub p99_ratio: f64,
+    /// What the churn's cycles did.
+    pub cycles: ChurnCyclesReport,
+}
+
+/// One phase of a run with churn alongside.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PhaseReport {
+    /// The first event of the phase (by number).
+    pub events_from: u64,
+    /// The event after the phase's last.
+    pub events_to: u64,
+    /// How long the phase lasted, seconds: from the first publish to the
+    /// churn's start, or from its start to its stop.
+    pub duration_s: f64,
+    /// Publish-to-receive latency of the phase's events, ms.
+    pub latency_ms: Summary,
+    /// The server's CPU over the phase, in cores (with `--server-pid`).
+    pub server_cpu_cores: Option<f64>,
+    /// This process's CPU over the phase, in cores (all its threads: the
+    /// subscribers when not sharded, the publisher, the churn).
+    pub tool_cpu_cores: f64,
+}
+
+/// What the churn's connect-and-disconnect cycles did.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ChurnCyclesReport {
+    /// Cycles started.
+    pub started: u64,
+    /// Cycles that got their response head and closed.
+    pub completed: u64,
+    /// Cycles that failed.
+    pub failed: u64,
+    /// Failures by kind.
+    pub errors: BTreeMap<String, u64>,
+    /// Cycles not started because `max_in_flight` were running.
+    pub skipped: u64,
+    /// Completed cycles per second of the churn phase.
+    pub cycles_per_s: f64,
+    /// Connects plus disconnects per second: 2 × cycles per second.
+    pub connects_and_disconnects_per_s: f64,
+    /// Connect to response head, ms.
+    pub time_to_first_bytes_ms: Summary,
+    /// CPU time of the tool's churn thread, seconds.
+    pub thread_cpu_s: f64,
+    /// That CPU time per second of the churn phase, in cores: the part of
+    /// the tool's core the churn took from the subscribers.
+    pub thread_cpu_cores: f64,
 }
 
 /// The machine a run ran on.
@@ -353,6 +426,24 @@ impl FanoutReport {
             ", tool {:.0} ns/event, load average {:.1}",
             self.tool.cpu_ns_per_event, self.host.load_average_end
         );
+        if let Some(churn) = &self.churn {
+            let (b, c) = (&churn.baseline.latency_ms, &churn.churn.latency_ms);
+            let _ = write!(
+                line,
+                "; churn {:.0}/s ({:.0} cycles/s done, {} failed, {} skipped): \
+                 p50 {:.1} → {:.1} ms (×{:.2}), p99 {:.1} → {:.1} ms (×{:.2})",
+                churn.rate,
+                churn.cycles.cycles_per_s,
+                churn.cycles.failed,
+                churn.cycles.skipped,
+                b.p50,
+                c.p50,
+                churn.p50_ratio,
+                b.p99,
+                c.p99,
+                churn.p99_ratio,
+            );
+        }
         line
     }
 }
@@ -407,8 +498,11 @@ impl AnyReport {
     }
 }
 
-/// Lines comparing fan-out runs with the first: throughput, p99 latency
-/// and memory per subscriber as ratios.
+/// Lines comparing fan-out runs: each run's summary, then each run against
+/// every run before it (with a floor, a peer and Tidings in that order: the
+/// peer and Tidings against the floor, then Tidings against the peer), as
+/// ratios of throughput, p50 and p99 latency, and, when the server was
+/// sampled, events per server CPU-second and memory per subscriber.
 pub fn compare(reports: &[AnyReport]) -> Vec<String> {
     let mut lines: Vec<String> = reports.iter().map(AnyReport::summary).collect();
     let fanouts: Vec<&FanoutReport> = reports
@@ -418,29 +512,35 @@ pub fn compare(reports: &[AnyReport]) -> Vec<String> {
             AnyReport::Churn(_) => None,
         })
         .collect();
-    if let Some((base, rest)) = fanouts.split_first() {
-        for other in rest {
-            let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
-            let mut line = format!(
-                "{} vs {}: delivered/s ×{:.2}, p99 latency ×{:.2}",
-                other.label,
-                base.label,
-                ratio(
-                    other.delivery.delivered_per_s,
-                    base.delivery.delivered_per_s
-                ),
-                ratio(other.latency_ms.p99, base.latency_ms.p99),
-            );
-            if let (Some(a), Some(b)) = (&other.server, &base.server) {
-                let _ = write!(
-                    line,
-                    ", events per server cpu-second ×{:.2}, memory/subscriber ×{:.2}",
-                    ratio(a.delivered_per_cpu_s, b.delivered_per_cpu_s),
-                    ratio(a.rss_per_subscriber_bytes, b.rss_per_subscriber_bytes),
-                );
-            }
-            lines.push(line);
+    for (at, base) in fanouts.iter().enumerate() {
+        for other in fanouts.iter().skip(at + 1) {
+            lines.push(compare_two(other, base));
         }
     }
     lines
+}
+
+/// `other` against `base`, as ratios.
+fn compare_two(other: &FanoutReport, base: &FanoutReport) -> String {
+    let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
+    let mut line = format!(
+        "{} vs {}: delivered/s ×{:.2}, p50 latency ×{:.2}, p99 latency ×{:.2}",
+        other.label,
+        base.label,
+        ratio(
+            other.delivery.delivered_per_s,
+            base.delivery.delivered_per_s
+        ),
+        ratio(other.latency_ms.p50, base.latency_ms.p50),
+        ratio(other.latency_ms.p99, base.latency_ms.p99),
+    );
+    if let (Some(a), Some(b)) = (&other.server, &base.server) {
+        let _ = write!(
+            line,
+            ", events per server cpu-second ×{:.2}, memory/subscriber ×{:.2}",
+            ratio(a.delivered_per_cpu_s, b.delivered_per_cpu_s),
+            ratio(a.rss_per_subscriber_bytes, b.rss_per_subscriber_bytes),
+        );
+    }
+    line
 }

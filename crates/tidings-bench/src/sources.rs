@@ -98,6 +98,32 @@ pub fn default_for(server: IpAddr, connections: u64) -> Vec<IpAddr> {
     }
 }
 
+/// The default source addresses of connections that come and go at
+/// `per_minute` a minute beside connections from `taken`: on IPv4 loopback,
+/// the addresses right after the highest of `taken` (127.0.0.1 when none),
+/// one per 10,000 connections a minute. A closed connection holds its port
+/// in TIME_WAIT for a minute; on addresses of their own the churn's
+/// connections neither crowd the ports of the long-lived ones nor slow the
+/// kernel's search for a free port when those connect.
+pub fn default_after(server: IpAddr, taken: &[IpAddr], per_minute: u64) -> Vec<IpAddr> {
+    if !matches!(server, IpAddr::V4(v4) if v4.is_loopback()) {
+        return Vec::new();
+    }
+    let highest = taken
+        .iter()
+        .filter_map(|ip| match ip {
+            IpAddr::V4(v4) => Some(u32::from(*v4)),
+            IpAddr::V6(_) => None,
+        })
+        .max()
+        .unwrap_or(u32::from(Ipv4Addr::new(127, 0, 0, 1)));
+    let last = u32::from(Ipv4Addr::new(127, 255, 255, 254));
+    let count = per_minute.div_ceil(10_000).clamp(1, 250) as u32;
+    (highest.saturating_add(1)..=highest.saturating_add(count).min(last))
+        .map(|a| IpAddr::V4(Ipv4Addr::from(a)))
+        .collect()
+}
+
 /// The source address of connection number `index` (counted over all
 /// shards): round-robin over `sources`.
 pub fn pick(sources: &[IpAddr], index: usize) -> Option<IpAddr> {
@@ -120,7 +146,7 @@ pub fn describe(sources: &[IpAddr]) -> String {
 mod tests {
     use std::net::IpAddr;
 
-    use super::{default_for, describe, parse, pick};
+    use super::{default_after, default_for, describe, parse, pick};
 
     fn ips(list: &[IpAddr]) -> Vec<String> {
         list.iter().map(ToString::to_string).collect()
@@ -156,5 +182,17 @@ mod tests {
         assert_ne!(pick(&list, 0), pick(&list, 1));
         assert_eq!(pick(&[], 3), None);
         assert_eq!(describe(&list), "127.0.0.1-127.0.0.2 (2)");
+    }
+
+    #[test]
+    fn churn_addresses_come_after_the_subscribers() {
+        let lo: IpAddr = "127.0.0.1".parse().unwrap();
+        let subs = parse("127.0.0.1-127.0.0.5").unwrap();
+        assert_eq!(
+            describe(&default_after(lo, &subs, 60_000)),
+            "127.0.0.6-127.0.0.11 (6)"
+        );
+        assert_eq!(ips(&default_after(lo, &[], 10)), ["127.0.0.2"]);
+        assert!(default_after("::1".parse().unwrap(), &subs, 60_000).is_empty());
     }
 }

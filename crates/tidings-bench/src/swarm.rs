@@ -72,6 +72,22 @@ pub struct SwarmConfig {
     /// segments or per delayed-ACK tick instead of one per read. See
     /// `--delayed-ack`.
     pub delayed_ack: bool,
+    /// In a run with churn alongside (`--churn-rate`): which events make
+    /// the phase without churn and which the phase with it, each with a
+    /// latency histogram of its own.
+    #[serde(default)]
+    pub phases: Option<PhaseSplit>,
+}
+
+/// The two phases of a run with churn alongside, by event number: the
+/// events between them were published too close to the switch to belong
+/// to either.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhaseSplit {
+    /// Events numbered below this were published without churn.
+    pub baseline_until: u64,
+    /// Events numbered from this on were published with churn going on.
+    pub churn_from: u64,
 }
 
 /// Counters shown while the run goes on.
@@ -137,6 +153,13 @@ pub struct SwarmResult {
     pub complete: u64,
     /// Publish-to-receive latency, µs.
     pub latency_us: Vec<(u64, u64)>,
+    /// The same for the events of the phase without churn (with
+    /// `phases`), µs.
+    #[serde(default)]
+    pub latency_baseline_us: Vec<(u64, u64)>,
+    /// The same for the events of the phase with churn, µs.
+    #[serde(default)]
+    pub latency_churn_us: Vec<(u64, u64)>,
     /// First event of this run received, Unix ns (0: none).
     pub first_rx_ns: u64,
     /// Last event of this run received, Unix ns (0: none).
@@ -195,6 +218,10 @@ struct Shared {
     subs: RefCell<Vec<Sub>>,
     /// Publish-to-receive latency, µs.
     latency: RefCell<Histogram<u64>>,
+    /// Latency of the phase without churn, µs (with `phases`).
+    latency_baseline: RefCell<Histogram<u64>>,
+    /// Latency of the phase with churn, µs (with `phases`).
+    latency_churn: RefCell<Histogram<u64>>,
     /// Time to open, µs.
     connect: RefCell<Histogram<u64>>,
     /// Open failures by kind.
@@ -286,8 +313,15 @@ impl Shared {
                     self.first_rx_ns.set(now_ns);
                 }
                 self.last_rx_ns.set(now_ns);
-                let latency_ns = now_ns.saturating_sub(stamp.t);
-                stats::record(&mut self.latency.borrow_mut(), latency_ns / 1000);
+                let latency_us = now_ns.saturating_sub(stamp.t) / 1000;
+                stats::record(&mut self.latency.borrow_mut(), latency_us);
+                if let Some(split) = self.config.phases {
+                    if stamp.n < split.baseline_until {
+                        stats::record(&mut self.latency_baseline.borrow_mut(), latency_us);
+                    } else if stamp.n >= split.churn_from {
+                        stats::record(&mut self.latency_churn.borrow_mut(), latency_us);
+                    }
+                }
             }
             Arrival::Duplicate => Self::count(&self.duplicates),
             Arrival::OutOfRange => Self::count(&self.out_of_range),
@@ -333,6 +367,8 @@ impl Swarm {
                 request,
                 subs: RefCell::new(subs),
                 latency: RefCell::new(new_histogram()),
+                latency_baseline: RefCell::new(new_histogram()),
+                latency_churn: RefCell::new(new_histogram()),
                 connect: RefCell::new(new_histogram()),
                 connect_errors: RefCell::default(),
                 drop_reasons: RefCell::default(),
@@ -461,6 +497,8 @@ impl Swarm {
             out_of_range: shared.out_of_range.get(),
             complete,
             latency_us: stats::to_pairs(&shared.latency.borrow()),
+            latency_baseline_us: stats::to_pairs(&shared.latency_baseline.borrow()),
+            latency_churn_us: stats::to_pairs(&shared.latency_churn.borrow()),
             first_rx_ns: shared.first_rx_ns.get(),
             last_rx_ns: shared.last_rx_ns.get(),
             cpu_run_s: cpu_total
@@ -596,6 +634,7 @@ mod tests {
             run: 1,
             connect_timeout_ms: 1000,
             delayed_ack: false,
+            phases: None,
         };
         let swarm = Swarm::new(config, 1000).await.unwrap();
         let task = subscriber(Rc::clone(&swarm.shared), 0, None);

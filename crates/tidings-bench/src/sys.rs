@@ -1,8 +1,30 @@
 //! What the tool asks of its own process: open files, CPU time, the clock.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nix::sys::resource::{Resource, UsageWho, getrlimit, getrusage, setrlimit};
+
+/// When a run started, for its report.
+#[derive(Debug, Clone, Copy)]
+pub struct RunClock {
+    /// Unix seconds.
+    pub started_unix_s: u64,
+    /// The machine's one-minute load average then.
+    pub load_average_start: f64,
+    /// The monotonic start, for timelines.
+    pub t0: Instant,
+}
+
+impl RunClock {
+    /// Now.
+    pub fn start() -> Self {
+        Self {
+            started_unix_s: now_ns() / 1_000_000_000,
+            load_average_start: load_average(),
+            t0: Instant::now(),
+        }
+    }
+}
 
 /// Descriptors a process keeps for itself besides subscriber sockets: the
 /// runtime, stdio, pipes to shards, the publisher, `/proc` reads.
@@ -26,7 +48,16 @@ pub fn raise_fd_limit() -> Result<u64, LimitError> {
 
 /// The CPU time (user plus system) this process used so far.
 pub fn cpu_time() -> Duration {
-    getrusage(UsageWho::RUSAGE_SELF).map_or(Duration::ZERO, |usage| {
+    usage(UsageWho::RUSAGE_SELF)
+}
+
+/// The CPU time (user plus system) the calling thread used so far.
+pub fn thread_cpu_time() -> Duration {
+    usage(UsageWho::RUSAGE_THREAD)
+}
+
+fn usage(who: UsageWho) -> Duration {
+    getrusage(who).map_or(Duration::ZERO, |usage| {
         let micros = |tv: nix::sys::time::TimeVal| {
             Duration::from_secs(u64::try_from(tv.tv_sec()).unwrap_or(0))
                 + Duration::from_micros(u64::try_from(tv.tv_usec()).unwrap_or(0))
@@ -99,5 +130,6 @@ mod tests {
             x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
         }
         assert!(super::cpu_time() > before, "{x}");
+        assert!(super::thread_cpu_time() > std::time::Duration::ZERO);
     }
 }
