@@ -248,7 +248,10 @@ mod tests {
                 Err(err) => {
                     assert!(!built, "{url}: {err}");
                     assert!(matches!(err, UrlError::NotBuilt { feature: f, .. } if f == feature));
-                    assert!(err.to_string().contains(&format!("`{feature}` cargo feature")));
+                    assert!(
+                        err.to_string()
+                            .contains(&format!("`{feature}` cargo feature"))
+                    );
                 }
             }
         }
