@@ -84,11 +84,27 @@ impl TestHub {
         Self::spawn(&all).await
     }
 
+    /// [`TestHub::start`], with `--memory` and these environment variables.
+    pub async fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut all = vec!["--memory"];
+        all.extend_from_slice(args);
+        Self::spawn_with_env(&all, env).await
+    }
+
     async fn spawn(args: &[&str]) -> Self {
+        Self::spawn_with_env(args, &[]).await
+    }
+
+    async fn spawn_with_env(args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tidings"))
             .arg("serve")
             .args(["--listen", "127.0.0.1:0", "--log-json"])
             .args(args)
+            // The `listening` line is read from the log: a filter from the
+            // tester's environment must not hide it.
+            .env_remove("RUST_LOG")
+            .env_remove("TIDINGS_LOG")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
