@@ -14,6 +14,12 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 /** The hub binary: $TIDINGS_BIN, or the release build. */
 export const BIN = process.env.TIDINGS_BIN ?? join(root, 'target', 'release', 'tidings');
 
+/** `env` without RUST_LOG and TIDINGS_LOG. */
+function withoutLogFilters(env) {
+  const { RUST_LOG: _rust, TIDINGS_LOG: _tidings, ...rest } = env;
+  return rest;
+}
+
 /**
  * Starts `tidings serve` on a free loopback port with `args`; resolves to
  * { url, port, child, stop() } once it listens.
@@ -26,7 +32,9 @@ export async function startHub(args = []) {
   const child = spawn(
     BIN,
     ['serve', '--listen', '127.0.0.1:0', '--log-json', ...storeArgs, ...args],
-    { stdio: ['ignore', 'ignore', 'pipe'] },
+    // The `listening` line is read from the log: a filter from the
+    // tester's environment must not hide it.
+    { stdio: ['ignore', 'ignore', 'pipe'], env: withoutLogFilters(process.env) },
   );
   const lines = createInterface({ input: child.stderr });
   const address = await new Promise((resolve, reject) => {

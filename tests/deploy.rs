@@ -394,7 +394,11 @@ async fn the_systemd_unit_verifies_and_its_environment_starts_the_hub() {
         .args(["serve", "--help"])
         .output()
         .unwrap();
-    let help = String::from_utf8_lossy(&help.stdout);
+    // Help text wraps at any space, also inside `[env: …]`.
+    let help = String::from_utf8_lossy(&help.stdout)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
     for (name, _) in &env {
         assert!(
             help.contains(&format!("[env: {name}=")),

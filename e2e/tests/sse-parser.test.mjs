@@ -1,5 +1,5 @@
 // The demo's fetch() transport (crates/tidings-http/assets/sse.mjs) against
-// the shared SSE conformance vectors: the parser fed as given, byte by
+// the SSE conformance vectors (conformance/ at the repository root): the parser fed as given, byte by
 // byte and whole; then the client against a real loopback server that
 // serves each vector, checking what it dispatches, when it fails the
 // connection, and the Last-Event-ID it sends when it reconnects.
@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { EventStreamParser, FetchEventSource } from '../../crates/tidings-http/assets/sse.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const vectorsPath = process.env.SSE_VECTORS ?? join(here, '..', '..', '..', 'shared', 'conformance', 'sse-vectors.json');
+const vectorsPath = process.env.SSE_VECTORS ?? join(here, '..', '..', 'conformance', 'sse-vectors.json');
 const { vectors } = JSON.parse(readFileSync(vectorsPath, 'utf8'));
 
 /** Every event type some vector dispatches. */

@@ -69,9 +69,10 @@ pub(crate) struct ServeArgs {
     security: security::SecurityArgs,
 
     /// Log filter, in `tracing` `EnvFilter` syntax (e.g. `info`,
-    /// `tidings_http=debug`).
-    #[arg(long, env = "TIDINGS_LOG", default_value = "info")]
-    log: String,
+    /// `tidings_http=debug`). Without it, `RUST_LOG` is used, and without
+    /// that, `info`.
+    #[arg(long, env = "TIDINGS_LOG", value_name = "FILTER")]
+    log: Option<String>,
 
     /// Log as JSON lines instead of text.
     #[arg(long, env = "TIDINGS_LOG_JSON")]
@@ -85,7 +86,7 @@ pub(crate) struct ServeArgs {
 
     /// Also run the built-in demo feeds (stock prices, match scores,
     /// notifications, a clock) that the page at `/` shows.
-    #[arg(long)]
+    #[arg(long, env = "TIDINGS_DEMO")]
     demo: bool,
 }
 
@@ -166,7 +167,11 @@ impl ServeArgs {
 
 pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let config = args.validate()?;
-    init_logging(&args.log, args.log_json)?;
+    let filter = log_filter(
+        args.log.as_deref(),
+        std::env::var("RUST_LOG").ok().as_deref(),
+    )?;
+    init_logging(filter, args.log_json)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("tidings-worker")
@@ -248,9 +253,22 @@ async fn serve(config: Validated) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn init_logging(filter: &str, json: bool) -> anyhow::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .with_context(|| format!("bad --log filter {filter:?}"))?;
+/// The log filter: `--log` (or `TIDINGS_LOG`) when given, else `RUST_LOG`
+/// when set and not empty, else `info`.
+fn log_filter(
+    flag: Option<&str>,
+    rust_log: Option<&str>,
+) -> anyhow::Result<tracing_subscriber::EnvFilter> {
+    let (text, source) = match (flag, rust_log) {
+        (Some(flag), _) => (flag, "--log"),
+        (None, Some(env)) if !env.trim().is_empty() => (env, "RUST_LOG"),
+        (None, _) => ("info", "the default"),
+    };
+    tracing_subscriber::EnvFilter::try_new(text)
+        .with_context(|| format!("bad log filter {text:?} (from {source})"))
+}
+
+fn init_logging(filter: tracing_subscriber::EnvFilter, json: bool) -> anyhow::Result<()> {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -260,4 +278,33 @@ fn init_logging(filter: &str, json: bool) -> anyhow::Result<()> {
         builder.try_init()
     };
     result.map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `--log` wins over `RUST_LOG`, which wins over the default.
+    #[test]
+    fn log_filter_sources() {
+        let shown = |flag, env| log_filter(flag, env).map(|f| f.to_string());
+        assert_eq!(
+            shown(Some("warn"), Some("debug")).ok().as_deref(),
+            Some("warn")
+        );
+        assert_eq!(
+            shown(None, Some("tidings_http=debug")).ok().as_deref(),
+            Some("tidings_http=debug")
+        );
+        assert_eq!(shown(None, Some(" ")).ok().as_deref(), Some("info"));
+        assert_eq!(shown(None, None).ok().as_deref(), Some("info"));
+        let bad = shown(None, Some("tidings=loud"))
+            .err()
+            .map(|e| e.to_string());
+        assert!(bad.is_some_and(|e| e.contains("RUST_LOG")));
+        let bad = shown(Some("tidings=loud"), Some("info"))
+            .err()
+            .map(|e| e.to_string());
+        assert!(bad.is_some_and(|e| e.contains("--log")));
+    }
 }

@@ -104,6 +104,10 @@ impl TestHub {
             .arg("serve")
             .args(["--listen", "127.0.0.1:0", "--log-json"])
             .args(args)
+            // The `listening` line is read from the log: a filter from the
+            // tester's environment must not hide it.
+            .env_remove("RUST_LOG")
+            .env_remove("TIDINGS_LOG")
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())

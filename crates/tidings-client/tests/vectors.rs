@@ -1,7 +1,7 @@
-//! Every vector of `../shared/conformance/sse-vectors.json`, served by a real
-//! loopback HTTP server to a real [`EventSource`], in three chunkings: the
-//! vector's own chunks, one byte per write, and the whole body in one
-//! write (each write flushed, with `TCP_NODELAY`).
+//! Every vector of `conformance/sse-vectors.json` (at the repository
+//! root), served by a real loopback HTTP server to a real [`EventSource`],
+//! in three chunkings: the vector's own chunks, one byte per write, and the
+//! whole body in one write (each write flushed, with `TCP_NODELAY`).
 //!
 //! For each run: the events dispatched, failing or not, the reconnection
 //! time the stream set, and the `Last-Event-ID` the client sends when it
@@ -58,7 +58,7 @@ struct Expected {
 fn vectors() -> Vec<Vector> {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/conformance/sse-vectors.json"
+        "/../../conformance/sse-vectors.json"
     );
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
     serde_json::from_str::<File>(&text).unwrap().vectors

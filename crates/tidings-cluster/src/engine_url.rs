@@ -43,6 +43,17 @@ pub enum UrlError {
     /// A query parameter this crate does not know.
     #[error("unknown parameter {0:?} in the cluster URL")]
     Parameter(String),
+    /// An engine whose client this build leaves out.
+    #[error(
+        "this build of tidings has no {engine} engine: it was built without the `{feature}` \
+         cargo feature (on by default; build with `--features {feature}`)"
+    )]
+    NotBuilt {
+        /// Which engine.
+        engine: &'static str,
+        /// The cargo feature that brings it.
+        feature: &'static str,
+    },
     /// A name that the engine would not accept.
     #[error("{name} {value:?} must be 1 to 64 of A-Z, a-z, 0-9, '-' and '_'")]
     Name {
@@ -85,18 +96,40 @@ impl EngineUrl {
         } else {
             url.query_pairs_mut().clear().extend_pairs(kept);
         }
-        if redis {
-            Ok(Self::Redis {
+        let parsed = if redis {
+            Self::Redis {
                 url: url.into(),
                 prefix: checked("prefix", prefix, "tidings")?,
-            })
+            }
         } else {
-            Ok(Self::Nats {
+            Self::Nats {
                 url: url.into(),
                 stream: checked("stream", stream, "TIDINGS")?,
                 subject: checked("subject", subject, "tidings")?,
-            })
+            }
+        };
+        if parsed.is_built() {
+            Ok(parsed)
+        } else {
+            Err(parsed.not_built())
         }
+    }
+
+    /// Whether this build has the engine's client (its cargo feature).
+    pub fn is_built(&self) -> bool {
+        match self {
+            Self::Redis { .. } => cfg!(feature = "redis"),
+            Self::Nats { .. } => cfg!(feature = "nats"),
+        }
+    }
+
+    /// The error for this engine in a build without its feature.
+    pub(crate) fn not_built(&self) -> UrlError {
+        let (engine, feature) = match self {
+            Self::Redis { .. } => ("Redis", "redis"),
+            Self::Nats { .. } => ("NATS", "nats"),
+        };
+        UrlError::NotBuilt { engine, feature }
     }
 }
 
@@ -133,6 +166,7 @@ mod tests {
 
     use super::*;
 
+    #[cfg(feature = "redis")]
     #[test]
     fn redis_urls() {
         assert_eq!(
@@ -151,6 +185,7 @@ mod tests {
         );
     }
 
+    #[cfg(feature = "nats")]
     #[test]
     fn nats_urls() {
         assert_eq!(
@@ -199,5 +234,26 @@ mod tests {
             EngineUrl::parse("redis://h:1?prefix="),
             Err(UrlError::Name { name: "prefix", .. })
         ));
+    }
+
+    /// A build without an engine refuses its URLs by naming the feature.
+    #[test]
+    fn engines_left_out_name_their_feature() {
+        for (url, built, feature) in [
+            ("redis://127.0.0.1:1", cfg!(feature = "redis"), "redis"),
+            ("nats://127.0.0.1:1", cfg!(feature = "nats"), "nats"),
+        ] {
+            match EngineUrl::parse(url) {
+                Ok(engine) => assert!(built && engine.is_built(), "{url}"),
+                Err(err) => {
+                    assert!(!built, "{url}: {err}");
+                    assert!(matches!(err, UrlError::NotBuilt { feature: f, .. } if f == feature));
+                    assert!(
+                        err.to_string()
+                            .contains(&format!("`{feature}` cargo feature"))
+                    );
+                }
+            }
+        }
     }
 }

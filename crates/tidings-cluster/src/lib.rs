@@ -12,17 +12,27 @@
 //! let a follower resume from its last place once the engine is back.
 //!
 //! [`connect`] picks the engine from the `--cluster` URL ([`EngineUrl`]).
+//!
+//! Each engine is a cargo feature (`redis`, `nats`; both on by default). A
+//! build without one still parses its URLs, and refuses them with
+//! [`UrlError::NotBuilt`], which names the feature.
 
+#[cfg(any(feature = "redis", feature = "nats"))]
 mod backoff;
 mod engine_url;
+#[cfg(feature = "nats")]
 mod nats;
+#[cfg(any(feature = "redis", feature = "nats"))]
 mod payload;
+#[cfg(feature = "redis")]
 mod redis;
 
 use std::sync::Arc;
 
 pub use engine_url::{EngineUrl, UrlError, redacted};
+#[cfg(feature = "nats")]
 pub use nats::NatsCluster;
+#[cfg(feature = "redis")]
 pub use redis::RedisCluster;
 use tidings_core::{Cluster, Retention};
 
@@ -48,14 +58,25 @@ pub enum ConnectError {
 /// Connects to the engine of a `--cluster` URL, keeping `retention` in
 /// it. Needs a Tokio runtime.
 pub async fn connect(url: &str, retention: Retention) -> Result<Arc<dyn Cluster>, ConnectError> {
-    Ok(match EngineUrl::parse(url)? {
-        EngineUrl::Redis { url, prefix } => {
-            Arc::new(RedisCluster::connect(&url, &prefix, retention).await?)
-        }
+    match EngineUrl::parse(url)? {
+        #[cfg(feature = "redis")]
+        EngineUrl::Redis { url, prefix } => Ok(Arc::new(
+            redis::RedisCluster::connect(&url, &prefix, retention).await?,
+        )),
+        #[cfg(feature = "nats")]
         EngineUrl::Nats {
             url,
             stream,
             subject,
-        } => Arc::new(NatsCluster::connect(&url, &stream, &subject, retention).await?),
-    })
+        } => Ok(Arc::new(
+            nats::NatsCluster::connect(&url, &stream, &subject, retention).await?,
+        )),
+        // Never reached: `parse` refuses the URLs of engines this build
+        // leaves out.
+        #[cfg(not(all(feature = "redis", feature = "nats")))]
+        other => {
+            let _ = retention;
+            Err(other.not_built().into())
+        }
+    }
 }

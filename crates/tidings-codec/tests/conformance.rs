@@ -1,5 +1,6 @@
-//! Every vector of `../shared/conformance/sse-vectors.json`, fed to the
-//! decoder in its own chunks, one byte at a time, and whole.
+//! Every vector of `conformance/sse-vectors.json` (at the repository
+//! root), fed to the decoder in its own chunks, one byte at a time, and
+//! whole.
 //!
 //! Vectors that a client must fail on its status or content type are about
 //! the EventSource state machine, not the parser; here they check that the
@@ -43,7 +44,7 @@ struct Expected {
 fn vectors() -> Vec<Vector> {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/conformance/sse-vectors.json"
+        "/../../conformance/sse-vectors.json"
     );
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
     let file: File = serde_json::from_str(&text).unwrap();

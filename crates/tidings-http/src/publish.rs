@@ -113,29 +113,53 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Byte
 }
 
 /// One update from Mercure's form encoding: `topic` (repeated), `data`,
-/// `type`, `id`, `retry`, `private` (present means private). Empty `type`
-/// and `id` count as absent, as in the Mercure hub; other fields are
-/// ignored.
+/// `type`, `id`, `retry`, `private` (present means private); other fields
+/// are ignored.
+///
+/// As in the Mercure hub, which reads them with Go's `PostForm.Get`: the
+/// single-valued fields (`data`, `type`, `id`, `retry`) count in their
+/// first occurrence, later ones are ignored; an empty `type`, `id` or
+/// `retry` counts as absent.
 fn parse_form(body: &[u8]) -> Result<Update, AppError> {
     let mut update = Update::default();
+    let mut data = None;
+    let mut event_type = None;
+    let mut id = None;
+    let mut retry = None;
     for pair in form::pairs(body) {
         let (name, value) = pair.map_err(AppError::bad_request)?;
-        match name.as_str() {
-            "topic" => update.topics.push(value),
-            "data" => update.data = value,
-            "type" => update.event_type = Some(value).filter(|v| !v.is_empty()),
-            "id" => update.id = Some(value).filter(|v| !v.is_empty()),
-            "retry" => update.retry = Some(parse_retry(&value)?),
-            "private" => update.private = true,
-            _ => {}
+        let first = match name.as_str() {
+            "topic" => {
+                update.topics.push(value);
+                continue;
+            }
+            "private" => {
+                update.private = true;
+                continue;
+            }
+            "data" => &mut data,
+            "type" => &mut event_type,
+            "id" => &mut id,
+            "retry" => &mut retry,
+            _ => continue,
+        };
+        if first.is_none() {
+            *first = Some(value);
         }
     }
+    update.data = data.unwrap_or_default();
+    update.event_type = event_type.filter(|v| !v.is_empty());
+    update.id = id.filter(|v| !v.is_empty());
+    update.retry = match retry.filter(|v| !v.is_empty()) {
+        Some(value) => Some(parse_retry(&value)?),
+        None => None,
+    };
     require_topic(&update)?;
     Ok(update)
 }
 
 fn parse_retry(value: &str) -> Result<u64, AppError> {
-    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+    if !value.bytes().all(|b| b.is_ascii_digit()) {
         return Err(AppError::bad_request(format!(
             "retry must be a whole number of milliseconds, got {value:?}"
         )));
@@ -174,8 +198,15 @@ struct JsonUpdate {
     retry: Option<u64>,
 }
 
+/// How deep arrays and objects may nest in a JSON body, wherever they are:
+/// serde_json's own limit, which refuses the 128th level. `data` is kept
+/// as a raw value, which serde_json skips without that limit, so the body
+/// is measured before it is parsed.
+const MAX_JSON_DEPTH: usize = 127;
+
 /// A JSON object, or an array of them for a batch (all or nothing).
 fn parse_json(body: &[u8]) -> Result<Vec<Update>, AppError> {
+    check_depth(body, MAX_JSON_DEPTH)?;
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
     let parsed: Vec<JsonUpdate> = match first {
         Some(b'[') => serde_json::from_slice(body),
@@ -204,6 +235,43 @@ fn parse_json(body: &[u8]) -> Result<Vec<Update>, AppError> {
             Ok(update)
         })
         .collect()
+}
+
+/// Refuses a body whose arrays and objects nest more than `max` levels,
+/// in one pass without recursion (so no input can exhaust the stack),
+/// skipping brackets inside strings. Text that is not JSON is left for
+/// the parser to refuse.
+fn check_depth(body: &[u8], max: usize) -> Result<(), AppError> {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for (at, &b) in body.iter().enumerate() {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return Err(AppError::bad_request(format!(
+                        "invalid JSON update: arrays and objects nest more than {max} levels \
+                         deep (at byte {at}); the limit holds inside `data` too"
+                    )));
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// A JSON string's text, or any other value as compact JSON.
@@ -286,6 +354,104 @@ mod tests {
             parse_form(b"topic=a&data=%FF").is_err(),
             "invalid UTF-8 is refused"
         );
+    }
+
+    /// As in the Mercure hub: the first `data`, `type`, `id` and `retry`
+    /// count, and an empty `retry` is no retry.
+    #[test]
+    fn form_fields_as_mercure_reads_them() {
+        let u = parse_form(b"topic=a&retry=").unwrap();
+        assert_eq!(u.retry, None);
+        let u = parse_form(b"topic=a&data=first&data=second&topic=b").unwrap();
+        assert_eq!(u.data, "first");
+        assert_eq!(u.topics, ["a", "b"]);
+        let u = parse_form(b"topic=a&data=&data=second").unwrap();
+        assert_eq!(u.data, "", "an empty first data is the data");
+        let u = parse_form(b"topic=a&type=t1&type=t2&id=i1&id=i2&retry=5&retry=x").unwrap();
+        assert_eq!(u.event_type.as_deref(), Some("t1"));
+        assert_eq!(u.id.as_deref(), Some("i1"));
+        assert_eq!(u.retry, Some(5), "a later retry is not even read");
+        let u = parse_form(b"topic=a&id=&id=i2&retry=&retry=7").unwrap();
+        assert_eq!(u.id, None, "an empty first id is no id");
+        assert_eq!(u.retry, None, "an empty first retry is no retry");
+        let err = parse_form(b"topic=a&retry=x&retry=5").unwrap_err();
+        assert_eq!(err.status, StatusCode::BAD_REQUEST);
+        assert!(err.message.contains("retry"), "{}", err.message);
+    }
+
+    /// `depth` levels of `open`…`close`, with a value inside objects.
+    fn nested(open: &str, depth: usize, close: &str) -> String {
+        let inner = if open.ends_with(':') { "1" } else { "" };
+        format!("{}{inner}{}", open.repeat(depth), close.repeat(depth))
+    }
+
+    #[test]
+    fn deeply_nested_data_is_refused_like_deep_bodies() {
+        // 100,000 levels inside `data`: serde_json skips a raw value
+        // without its depth limit, so this used to be accepted.
+        for (open, close) in [("[", "]"), ("{\"a\":", "}")] {
+            let deep = format!(r#"{{"topic":"a","data":{}}}"#, nested(open, 100_000, close));
+            // serde_json alone takes it: it skips a raw value without its
+            // depth limit.
+            assert!(serde_json::from_str::<JsonUpdate>(&deep).is_ok());
+            let err = parse_json(deep.as_bytes()).unwrap_err();
+            assert_eq!(err.status, StatusCode::BAD_REQUEST);
+            assert!(
+                err.message.contains("nest more than 127"),
+                "{}",
+                err.message
+            );
+        }
+        // The same nesting around the update, and in a batch.
+        let top = nested("[", 100_000, "]");
+        let err = parse_json(top.as_bytes()).unwrap_err();
+        assert!(
+            err.message.contains("nest more than 127"),
+            "{}",
+            err.message
+        );
+        let batch = format!(
+            r#"[{{"topic":"a"}},{{"topic":"b","data":{}}}]"#,
+            nested("[", 200, "]")
+        );
+        assert!(parse_json(batch.as_bytes()).is_err());
+        // An unclosed deep body is refused by the scan too, before parsing.
+        assert!(parse_json("[".repeat(1_000_000).as_bytes()).is_err());
+    }
+
+    #[test]
+    fn nesting_up_to_the_limit_is_kept() {
+        // The limit is serde_json's own.
+        let parse = |text: &str| serde_json::from_str::<serde_json::Value>(text).is_ok();
+        assert!(parse(&nested("[", MAX_JSON_DEPTH, "]")));
+        assert!(!parse(&nested("[", MAX_JSON_DEPTH + 1, "]")));
+        // The update object is level 1: 126 more levels of data is 127.
+        let ok = format!(r#"{{"topic":"a","data":{}}}"#, nested("[", 126, "]"));
+        let updates = parse_json(ok.as_bytes()).unwrap();
+        assert_eq!(updates[0].data, nested("[", 126, "]"));
+        let over = format!(r#"{{"topic":"a","data":{}}}"#, nested("[", 127, "]"));
+        assert!(parse_json(over.as_bytes()).is_err());
+        // In a batch the array is level 1 and the update level 2.
+        let batch = format!(
+            r#"[{{"topic":"a","data":{}}}]"#,
+            nested("{\"k\":", 125, "}")
+        );
+        assert_eq!(parse_json(batch.as_bytes()).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn brackets_in_strings_do_not_count() {
+        let text = format!(r#"{{"topic":"a","data":"\"{}"}}"#, "[".repeat(10_000));
+        let updates = parse_json(text.as_bytes()).unwrap();
+        assert_eq!(updates[0].data, format!("\"{}", "[".repeat(10_000)));
+        let keys = format!(r#"{{"topic":"a","data":{{"{}\\":[1]}}}}"#, "{".repeat(500));
+        let updates = parse_json(keys.as_bytes()).unwrap();
+        assert_eq!(
+            updates[0].data,
+            format!(r#"{{"{}\\":[1]}}"#, "{".repeat(500))
+        );
+        assert!(check_depth(br#""\"[[[""#, 1).is_ok());
+        assert!(check_depth(b"[[", 1).is_err());
     }
 
     #[test]
