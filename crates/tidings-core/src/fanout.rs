@@ -2,13 +2,15 @@
 //! subscriber, in order, one round at a time.
 //!
 //! The writer (the sequencer thread, or the cluster follower) stores a
-//! batch, hands it here and answers its publishers: a publisher waits for
-//! its event to be durable, not for ten thousand subscribers to get it.
-//! A round offers its events to the subscribers' queues, then flushes each
-//! subscriber that had an empty queue: when its task is idle and its
-//! connection takes the bytes at once, the frames are written from here,
-//! with no task woken (the cost an event has per subscriber then comes
-//! close to the system call alone); otherwise the task is woken to write.
+//! batch and hands it here. A round offers its events to the subscribers'
+//! queues (cheap: a pointer each), then answers the publishers of those
+//! events (a publish is acknowledged once every matching subscriber has it
+//! queued, as it always was, but not only once ten thousand sockets have
+//! it), then flushes each subscriber that had an empty queue: when its task
+//! is idle and its connection takes the bytes at once, the frames are
+//! written from here, with no task woken (the cost an event has per
+//! subscriber then comes close to the system call alone); otherwise the
+//! task is woken to write.
 //! Batches that arrive while a round runs form the next round, so under
 //! load each subscriber gets many events per write.
 //!
@@ -30,8 +32,10 @@ const QUEUED_BATCHES: usize = 64;
 /// Events one round takes at most.
 const MAX_ROUND: usize = 1024;
 
+/// What runs once a round's events are offered: a publisher's answer.
+pub(crate) type Ack = Box<dyn FnOnce() + Send>;
+
 /// What the fan-out thread is asked to do.
-#[derive(Debug)]
 enum Job {
     /// Offer these stored events, in order.
     Round {
@@ -39,9 +43,23 @@ enum Job {
         events: Vec<Arc<Event>>,
         /// When the hub received each, for the latency metric.
         received: Vec<Instant>,
+        /// Run once they are offered.
+        acks: Vec<Ack>,
     },
     /// Finish what came before, say so, and stop.
     Stop(oneshot::Sender<()>),
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Round { events, .. } => f
+                .debug_struct("Round")
+                .field("events", &events.len())
+                .finish_non_exhaustive(),
+            Self::Stop(_) => f.write_str("Stop"),
+        }
+    }
 }
 
 /// The way to the fan-out thread.
@@ -64,17 +82,34 @@ impl FanOut {
     }
 
     /// Hands over stored events, from a thread that may block (the
-    /// sequencer). Returns false once the fan-out has stopped.
-    pub(crate) fn send_blocking(&self, events: Vec<Arc<Event>>, received: Vec<Instant>) -> bool {
+    /// sequencer); `acks` run once they are offered. Returns the acks back
+    /// if the fan-out has stopped.
+    pub(crate) fn send_blocking(
+        &self,
+        events: Vec<Arc<Event>>,
+        received: Vec<Instant>,
+        acks: Vec<Ack>,
+    ) -> Result<(), Vec<Ack>> {
         self.jobs
-            .blocking_send(Job::Round { events, received })
-            .is_ok()
+            .blocking_send(Job::Round {
+                events,
+                received,
+                acks,
+            })
+            .map_err(|err| match err.0 {
+                Job::Round { acks, .. } => acks,
+                Job::Stop(_) => Vec::new(),
+            })
     }
 
     /// Hands over stored events, from async code (the follower).
     pub(crate) async fn send(&self, events: Vec<Arc<Event>>, received: Vec<Instant>) -> bool {
         self.jobs
-            .send(Job::Round { events, received })
+            .send(Job::Round {
+                events,
+                received,
+                acks: Vec::new(),
+            })
             .await
             .is_ok()
     }
@@ -101,6 +136,7 @@ impl FanOut {
 fn run(shared: &Shared, mut jobs: mpsc::Receiver<Job>) {
     let mut events = Vec::new();
     let mut received = Vec::new();
+    let mut acks: Vec<Ack> = Vec::new();
     while let Some(first) = jobs.blocking_recv() {
         let mut next = Some(first);
         let mut stop = None;
@@ -109,9 +145,11 @@ fn run(shared: &Shared, mut jobs: mpsc::Receiver<Job>) {
                 Job::Round {
                     events: mut more,
                     received: mut at,
+                    acks: mut answers,
                 } => {
                     events.append(&mut more);
                     received.append(&mut at);
+                    acks.append(&mut answers);
                 }
                 Job::Stop(done) => {
                     stop = Some(done);
@@ -123,7 +161,7 @@ fn run(shared: &Shared, mut jobs: mpsc::Receiver<Job>) {
             }
         }
         if !events.is_empty() {
-            shared.fan_out(&events, &received);
+            shared.fan_out(&events, &received, || acks.drain(..).for_each(|ack| ack()));
             events.clear();
             received.clear();
         }

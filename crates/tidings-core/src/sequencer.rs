@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::clock;
 use crate::error::PublishError;
 use crate::event::{Event, Published, Update};
-use crate::fanout::FanOut;
+use crate::fanout::{Ack, FanOut};
 use crate::shared::Shared;
 
 /// How many commands one batch takes at most.
@@ -151,16 +151,29 @@ fn process(
             .metrics
             .published
             .increment(batch.events.len() as u64);
-        // Stored: the publishers are answered now, while the fan-out
-        // thread offers the events.
-        if !fanout.send_blocking(batch.events, batch.received) {
-            tracing::error!(
-                "the fan-out thread is gone; stored events reach subscribers only by replay"
-            );
-        }
     }
-    for (reply, result) in replies {
-        let _ = reply.send(result);
+    if batch.events.is_empty() {
+        // Nothing new (retries only): nothing to offer.
+        for (reply, result) in replies {
+            let _ = reply.send(result);
+        }
+        return stop;
+    }
+    // Stored: the fan-out thread answers the publishers once it has offered
+    // the events to every matching subscriber.
+    let acks: Vec<Ack> = replies
+        .into_iter()
+        .map(|(reply, result)| -> Ack {
+            Box::new(move || {
+                let _ = reply.send(result);
+            })
+        })
+        .collect();
+    if let Err(acks) = fanout.send_blocking(batch.events, batch.received, acks) {
+        tracing::error!(
+            "the fan-out thread is gone; stored events reach subscribers only by replay"
+        );
+        acks.into_iter().for_each(|ack| ack());
     }
     stop
 }

@@ -112,11 +112,16 @@ impl Shared {
     }
 
     /// One round of the fan-out: offers newly stored `events` (in order)
-    /// to the subscribers that match them, then flushes each subscriber
+    /// to the subscribers that match them, calls `offered`, then flushes each subscriber
     /// whose queue was empty (written straight to its connection when that
     /// takes it, else its task is woken); `received` says when the hub got
     /// each event, for the latency metric. Never blocks on a subscriber.
-    pub(crate) fn fan_out(&self, events: &[Arc<Event>], received: &[Instant]) {
+    pub(crate) fn fan_out(
+        &self,
+        events: &[Arc<Event>],
+        received: &[Instant],
+        offered: impl FnOnce(),
+    ) {
         let now = self.clock.now();
         let mut lagged = 0u64;
         {
@@ -130,6 +135,7 @@ impl Shared {
                     Offer::Queued { first: false } | Offer::Skipped => {}
                 });
             }
+            offered();
             for sub in touched {
                 sub.flush(now, &self.metrics);
             }
