@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use http::header::{AUTHORIZATION, COOKIE};
 use http::request::Parts;
 use http::{HeaderMap, StatusCode};
-use tidings_auth::{Claims, Verifier};
+use tidings_auth::{Claims, TokenError, Verifier};
 use tidings_core::SubscriberAuth;
 
 use crate::error::AppError;
@@ -75,15 +75,18 @@ fn forbidden(message: &str) -> AppError {
     AppError::new(StatusCode::FORBIDDEN, message)
 }
 
-fn verify(verifier: &Verifier, token: &str) -> Result<Claims, AppError> {
-    verifier
-        .verify(token)
-        .map_err(|e| unauthorized(&format!("invalid token: {e}")))
+/// Verifies with the keys at hand; with a key set, a token whose key is not
+/// cached may wait for one (rate-limited, shared) refetch.
+async fn verify(verifier: &Verifier, token: &str) -> Result<Claims, AppError> {
+    verifier.verify_or_refetch(token).await.map_err(|e| match e {
+        TokenError::KeySetUnavailable => unauthorized(&e.to_string()),
+        e => unauthorized(&format!("invalid token: {e}")),
+    })
 }
 
 impl AuthConfig {
     /// Who the publisher is: checked before its body is read.
-    pub(crate) fn publisher(
+    pub(crate) async fn publisher(
         &self,
         parts: &Parts,
         peer: Option<IpAddr>,
@@ -97,11 +100,11 @@ impl AuthConfig {
             };
         };
         let token = token(parts)?.ok_or_else(|| unauthorized("publishing needs a token"))?;
-        Ok(PublishGrant::Token(verify(verifier, &token)?))
+        Ok(PublishGrant::Token(verify(verifier, &token).await?))
     }
 
     /// What a subscriber may see; `None` for an anonymous one.
-    pub(crate) fn authorize_subscribe(
+    pub(crate) async fn authorize_subscribe(
         &self,
         parts: &Parts,
     ) -> Result<Option<SubscriberAuth>, AppError> {
@@ -114,7 +117,7 @@ impl AuthConfig {
             }
             return Err(unauthorized("subscribing needs a token"));
         };
-        let claims = verify(verifier, &token)?;
+        let claims = verify(verifier, &token).await?;
         Ok(Some(SubscriberAuth {
             private_selectors: claims.subscribe.unwrap_or_default(),
             expires_at: claims.expires_at,
@@ -252,21 +255,21 @@ mod tests {
         assert!(token(&parts("/x", &[("authorization", "Basic abc")])).is_err());
     }
 
-    #[test]
-    fn dev_mode_publishes_from_loopback_only() {
+    #[tokio::test]
+    async fn dev_mode_publishes_from_loopback_only() {
         let auth = AuthConfig::default();
         let request = parts("/x", &[]);
         let loopback: [IpAddr; 2] = [[127, 0, 0, 1].into(), std::net::Ipv6Addr::LOCALHOST.into()];
         for ip in loopback {
             assert!(matches!(
-                auth.publisher(&request, Some(ip)),
+                auth.publisher(&request, Some(ip)).await,
                 Ok(PublishGrant::Loopback)
             ));
         }
         let remote: IpAddr = [192, 0, 2, 7].into();
-        let err = auth.publisher(&request, Some(remote)).unwrap_err();
+        let err = auth.publisher(&request, Some(remote)).await.unwrap_err();
         assert_eq!(err.status, StatusCode::FORBIDDEN);
-        assert!(auth.publisher(&request, None).is_err());
+        assert!(auth.publisher(&request, None).await.is_err());
     }
 
     #[test]

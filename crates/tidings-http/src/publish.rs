@@ -29,7 +29,7 @@ pub(crate) async fn handler(
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
     // Who is asking, before reading what they send.
-    let grant = match state.config().auth.publisher(&parts, peer) {
+    let grant = match state.config().auth.publisher(&parts, peer).await {
         Ok(grant) => grant,
         Err(err) => return Err(auth::brake(state.brake(), peer, err).await),
     };
