@@ -92,6 +92,8 @@ struct Validated {
     demo: bool,
     /// Listen with `SO_REUSEPORT`.
     reuse_port: bool,
+    /// The JWK Sets the verifiers use, refreshed in the background.
+    key_sets: Vec<tidings_auth::KeySet>,
 }
 
 impl ServeArgs {
@@ -133,6 +135,7 @@ impl ServeArgs {
             cluster,
             demo: self.demo,
             reuse_port: self.reuse_port,
+            key_sets: security.key_sets,
         })
     }
 }
@@ -176,6 +179,7 @@ async fn serve(config: Validated) -> anyhow::Result<()> {
             tidings_demo::DemoConfig::default(),
         ));
     }
+    security::start_key_sets(&config.key_sets).await;
     let listen = config.server.listen;
     let listener = listen::bind(listen, config.reuse_port)?;
     let local = listener

@@ -78,10 +78,13 @@ fn forbidden(message: &str) -> AppError {
 /// Verifies with the keys at hand; with a key set, a token whose key is not
 /// cached may wait for one (rate-limited, shared) refetch.
 async fn verify(verifier: &Verifier, token: &str) -> Result<Claims, AppError> {
-    verifier.verify_or_refetch(token).await.map_err(|e| match e {
-        TokenError::KeySetUnavailable => unauthorized(&e.to_string()),
-        e => unauthorized(&format!("invalid token: {e}")),
-    })
+    verifier
+        .verify_or_refetch(token)
+        .await
+        .map_err(|e| match e {
+            TokenError::KeySetUnavailable => unauthorized(&e.to_string()),
+            e => unauthorized(&format!("invalid token: {e}")),
+        })
 }
 
 impl AuthConfig {
