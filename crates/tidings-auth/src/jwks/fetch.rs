@@ -181,7 +181,7 @@ async fn fetch_http(url: &Url, client: &reqwest::Client) -> Result<Fetched, Stri
         )
         .send()
         .await
-        .map_err(|e| error_chain(&e))?;
+        .map_err(|e| error_chain(&e.without_url()))?;
     let status = response.status();
     if !status.is_success() {
         return Err(format!("the server answered {status}"));
@@ -194,7 +194,11 @@ async fn fetch_http(url: &Url, client: &reqwest::Client) -> Result<Fetched, Stri
     }
     let max_age = freshness(response.headers());
     let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| error_chain(&e))? {
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| error_chain(&e.without_url()))?
+    {
         if body.len() + chunk.len() > MAX_BYTES {
             return Err(format!("the key set is larger than {MAX_BYTES} bytes"));
         }
@@ -203,7 +207,8 @@ async fn fetch_http(url: &Url, client: &reqwest::Client) -> Result<Fetched, Stri
     Ok(Fetched { body, max_age })
 }
 
-/// An error with its causes ("error sending request: connection refused").
+/// An error with its causes ("error sending request: connection refused"),
+/// without the URL (reqwest's errors name it, query and all).
 fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut text = err.to_string();
     let mut source = err.source();

@@ -533,6 +533,17 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn fetch_errors_do_not_show_the_url() {
+        let spare = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = spare.local_addr().unwrap();
+        drop(spare);
+        let source = Source::parse(&format!("http://user:pw@{addr}/certs?secret=s3")).unwrap();
+        let error = Fetcher::new(source).unwrap().fetch().await.unwrap_err();
+        assert!(!error.contains("s3") && !error.contains("pw"), "{error}");
+        assert!(error.to_lowercase().contains("connect"), "{error}");
+    }
+
+    #[tokio::test]
     async fn an_unavailable_set_is_retried_until_it_comes() {
         let spare = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = spare.local_addr().unwrap();
