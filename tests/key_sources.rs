@@ -736,3 +736,44 @@ async fn key_flags_that_do_not_go_together_stop_the_start() {
         }
     }
 }
+
+#[tokio::test]
+async fn the_cluster_url_from_a_file() {
+    let dir = TempDir::new();
+    let file = dir.path().join("cluster-url");
+    let file_arg = file.to_str().unwrap().to_owned();
+    // Read from the file (its parameters are checked), password not shown.
+    std::fs::write(&file, "redis://:hunter2@127.0.0.1:1/?bogus=1\n").unwrap();
+    let stderr = start_up_error(&["--cluster-file", &file_arg], &[]).await;
+    assert!(stderr.contains("bad URL in --cluster-file"), "{stderr}");
+    assert!(stderr.contains("bogus"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+    // A good URL from the file (and from the environment): the hub goes on
+    // to connect, to a port where nothing listens here.
+    let spare = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = spare.local_addr().unwrap();
+    drop(spare);
+    std::fs::write(&file, format!("redis://:hunter2@{addr}\n")).unwrap();
+    for (args, env) in [
+        (vec!["--cluster-file", file_arg.as_str()], vec![]),
+        (vec![], vec![("TIDINGS_CLUSTER_FILE", file_arg.as_str())]),
+    ] {
+        let stderr = start_up_error(&args, &env).await;
+        assert!(
+            stderr.contains("cannot reach the cluster engine"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("hunter2"), "{stderr}");
+    }
+    let stderr = start_up_error(
+        &[
+            "--cluster-file",
+            &file_arg,
+            "--cluster",
+            "redis://127.0.0.1:1",
+        ],
+        &[],
+    )
+    .await;
+    assert!(stderr.contains("--cluster"), "{stderr}");
+}
