@@ -209,9 +209,13 @@ enum KeySource {
 struct Level<'a> {
     /// `""`, `"publisher-"` or `"subscriber-"`, to name the flags.
     prefix: &'static str,
+    /// `-jwt-key`: an HMAC secret on the command line or in the environment.
     key: Option<&'a str>,
+    /// `-jwt-secret-file`: the same secret, from a file.
     secret_file: Option<&'a Path>,
+    /// `-jwt-key-file`: a PEM public key.
     key_file: Option<&'a Path>,
+    /// `-jwks-url`: a key set.
     jwks_url: Option<&'a str>,
 }
 

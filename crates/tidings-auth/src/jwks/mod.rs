@@ -73,11 +73,14 @@ pub(crate) struct Timing {
     pub(crate) miss_interval: Duration,
     /// Freshness of a response that does not state its own.
     pub(crate) default_max_age: Duration,
-    /// Bounds on a response's stated freshness.
+    /// The shortest freshness honoured: a provider cannot make the hub
+    /// fetch more often.
     pub(crate) min_max_age: Duration,
+    /// The longest freshness honoured: removed keys leave within it.
     pub(crate) max_max_age: Duration,
-    /// The first retry delay after a failure; doubles up to `max_backoff`.
+    /// The first retry delay after a failure; doubles after each failure.
     pub(crate) first_backoff: Duration,
+    /// The longest retry delay: a provider that comes back is found soon.
     pub(crate) max_backoff: Duration,
 }
 
