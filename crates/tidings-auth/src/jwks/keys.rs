@@ -75,7 +75,7 @@ struct SetKey {
 impl Jwks {
     /// Most keys kept from one set. A token without `kid` is tried against
     /// every key that fits its algorithm: this bounds what a bad one costs.
-    pub const MAX_KEYS: usize = 64;
+    pub const MAX_KEYS: usize = 32;
 
     /// Reads a JWK Set document (`{"keys": [...]}`), keeping the keys that
     /// can verify tokens (at most [`MAX_KEYS`](Self::MAX_KEYS)). A set with none is an
