@@ -173,6 +173,31 @@ fn data_from_stdin_and_token_from_the_environment() {
 }
 
 #[test]
+fn the_token_from_a_file() {
+    let path = std::env::temp_dir().join(format!("tidings-pub-token-{}", std::process::id()));
+    std::fs::write(&path, "jwt.from.file\n").unwrap();
+    let (got, output) = publish(
+        "200 OK",
+        "text/plain",
+        "id-3",
+        &[
+            "--topic",
+            "t",
+            "--data",
+            "x",
+            "--token-file",
+            path.to_str().unwrap(),
+        ],
+        None,
+        None,
+    );
+    std::fs::remove_file(&path).unwrap();
+    assert!(output.status.success(), "{output:?}");
+    // The file's trailing newline is not part of the token.
+    assert_eq!(got.header("authorization"), Some("Bearer jwt.from.file"));
+}
+
+#[test]
 fn without_a_token_no_authorization_is_sent() {
     let (got, output) = publish(
         "200 OK",

@@ -34,6 +34,15 @@ pub(crate) struct PubArgs {
         hide_env_values = true
     )]
     token: Option<String>,
+    /// A file holding the publisher JWT (trailing newline dropped), so that
+    /// it stays out of the command line and the environment.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "TIDINGS_TOKEN_FILE",
+        conflicts_with = "token"
+    )]
+    token_file: Option<std::path::PathBuf>,
     /// The data. Without it, stdin is read to its end and one trailing
     /// newline dropped (so `echo hi | tidings pub …` publishes "hi").
     #[arg(long, value_name = "DATA")]
@@ -57,8 +66,23 @@ pub(crate) fn run(args: PubArgs) -> anyhow::Result<ExitCode> {
         private: args.private,
         retry: args.retry,
     };
+    let token = match (args.token, &args.token_file) {
+        (Some(token), _) => Some(token),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read --token-file {}", path.display()))?;
+            let token = text.trim_end_matches(['\n', '\r']).to_owned();
+            anyhow::ensure!(
+                !token.is_empty(),
+                "--token-file {} is empty",
+                path.display()
+            );
+            Some(token)
+        }
+        (None, None) => None,
+    };
     let mut publisher = Publisher::new(&args.hub)?;
-    if let Some(token) = &args.token {
+    if let Some(token) = &token {
         publisher = publisher.token(token)?;
     }
     let runtime = tokio::runtime::Builder::new_current_thread()

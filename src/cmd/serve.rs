@@ -109,6 +109,8 @@ struct Validated {
     demo: bool,
     /// Listen with `SO_REUSEPORT`.
     reuse_port: bool,
+    /// The JWK Sets the verifiers use, refreshed in the background.
+    key_sets: Vec<tidings_auth::KeySet>,
 }
 
 impl ServeArgs {
@@ -161,6 +163,7 @@ impl ServeArgs {
             cluster,
             demo: self.demo,
             reuse_port: self.reuse_port,
+            key_sets: security.key_sets,
         })
     }
 }
@@ -207,6 +210,7 @@ async fn serve(config: Validated) -> anyhow::Result<()> {
             tidings_demo::DemoConfig::default(),
         ));
     }
+    security::start_key_sets(&config.key_sets).await;
     // Before the hub says it listens: a SIGHUP from then on reloads TLS
     // rather than ending the process.
     let reload = tidings_http::tls::reload_on_hangup(config.tls.clone())

@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use serde_json::json;
-use tidings_auth::{Claims, Key, KeyError, TokenError, Verifier, unix_now};
+use tidings_auth::{
+    AlgorithmNameError, Claims, Key, KeyError, TokenError, Verifier, parse_algorithm, unix_now,
+};
 
 const SECRET: &[u8] = b"!ChangeThisMercureHubJWTSecretKey!";
 
@@ -71,11 +73,12 @@ fn public_key_algorithms() {
         (Algorithm::RS256, "rsa.key", "rsa.pub"),
         (Algorithm::PS384, "rsa.key", "rsa.pub"),
         (Algorithm::ES256, "ec.key", "ec.pub"),
+        (Algorithm::ES384, "ec384.key", "ec384.pub"),
         (Algorithm::EdDSA, "ed.key", "ed.pub"),
     ];
     for (alg, private, public) in cases {
         let signing = match alg {
-            Algorithm::ES256 => EncodingKey::from_ec_pem(&key(private)).unwrap(),
+            Algorithm::ES256 | Algorithm::ES384 => EncodingKey::from_ec_pem(&key(private)).unwrap(),
             Algorithm::EdDSA => EncodingKey::from_ed_pem(&key(private)).unwrap(),
             _ => EncodingKey::from_rsa_pem(&key(private)).unwrap(),
         };
@@ -116,7 +119,7 @@ fn alg_none_is_refused() {
         b64(&json!({"alg": "none", "typ": "JWT"})),
         b64(&mercure(&["*"], &["*"]))
     );
-    assert!(hmac().verify(&token).is_err());
+    assert_eq!(hmac().verify(&token), Err(TokenError::Algorithm));
     let token = format!(
         "{}.{}.",
         b64(&json!({"alg": "None"})),
@@ -223,4 +226,53 @@ fn tampering_and_garbage() {
     for garbage in ["", "a", "a.b", "a.b.c", "....", "\u{0}"] {
         assert!(hmac().verify(garbage).is_err(), "{garbage:?}");
     }
+}
+
+#[test]
+fn an_ec_keys_curve_decides_its_algorithm() {
+    // A P-256 key verifies ES256 only; ES384 cannot even be allowed for it.
+    assert!(matches!(
+        Verifier::new(
+            &Key::Pem(key("ec.pub")),
+            Some(&[Algorithm::ES384]),
+            Duration::ZERO
+        ),
+        Err(KeyError::AlgorithmMismatch(Algorithm::ES384))
+    ));
+    let p256 = Verifier::new(&Key::Pem(key("ec.pub")), None, Duration::ZERO).unwrap();
+    let es384 = sign(
+        Algorithm::ES384,
+        &EncodingKey::from_ec_pem(&key("ec384.key")).unwrap(),
+        &mercure(&["a"], &[]),
+    );
+    assert_eq!(p256.verify(&es384), Err(TokenError::Algorithm));
+    // P-521 (ES512) is not supported: a clear error, not a key that fails
+    // every token.
+    let err = Verifier::new(&Key::Pem(key("ec521.pub")), None, Duration::ZERO).unwrap_err();
+    assert!(matches!(err, KeyError::UnsupportedCurve(_)));
+    assert!(err.to_string().contains("P-521"), "{err}");
+}
+
+#[test]
+fn algorithm_names() {
+    assert_eq!(parse_algorithm("RS256"), Ok(Algorithm::RS256));
+    assert_eq!(parse_algorithm("EdDSA"), Ok(Algorithm::EdDSA));
+    assert_eq!(parse_algorithm("ES512"), Err(AlgorithmNameError::Es512));
+    assert!(
+        AlgorithmNameError::Es512
+            .to_string()
+            .contains("use ES256 (P-256) or ES384 (P-384)")
+    );
+    assert!(matches!(
+        parse_algorithm("none"),
+        Err(AlgorithmNameError::None(_))
+    ));
+    assert!(matches!(
+        parse_algorithm("NONE"),
+        Err(AlgorithmNameError::None(_))
+    ));
+    assert!(matches!(
+        parse_algorithm("HS1"),
+        Err(AlgorithmNameError::Unknown(_))
+    ));
 }

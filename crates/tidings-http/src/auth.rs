@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use http::header::{AUTHORIZATION, COOKIE};
 use http::request::Parts;
 use http::{HeaderMap, StatusCode};
-use tidings_auth::{Claims, Verifier};
+use tidings_auth::{Claims, TokenError, Verifier};
 use tidings_core::SubscriberAuth;
 
 use crate::client::{Client, Source};
@@ -109,16 +109,22 @@ fn forbidden(message: &str) -> AppError {
     AppError::new(StatusCode::FORBIDDEN, message)
 }
 
-fn verify(verifier: &Verifier, token: &str) -> Result<Claims, AppError> {
+/// Verifies with the keys at hand; with a key set, a token whose key is not
+/// cached may wait for one (rate-limited, shared) refetch.
+async fn verify(verifier: &Verifier, token: &str) -> Result<Claims, AppError> {
     verifier
-        .verify(token)
-        .map_err(|e| unauthorized(&format!("invalid token: {e}")))
+        .verify_or_refetch(token)
+        .await
+        .map_err(|e| match e {
+            TokenError::KeySetUnavailable => unauthorized(&e.to_string()),
+            e => unauthorized(&format!("invalid token: {e}")),
+        })
 }
 
 impl AuthConfig {
     /// Who the publisher is: checked before its body is read. `client` is
     /// who sent the request (`None`: unknown).
-    pub(crate) fn publisher(
+    pub(crate) async fn publisher(
         &self,
         parts: &Parts,
         client: Option<Client>,
@@ -132,11 +138,11 @@ impl AuthConfig {
             // nothing about it.
             self.publish_origins.check(&parts.headers)?;
         }
-        Ok(PublishGrant::Token(verify(verifier, &token.value)?))
+        Ok(PublishGrant::Token(verify(verifier, &token.value).await?))
     }
 
     /// What a subscriber may see; `None` for an anonymous one.
-    pub(crate) fn authorize_subscribe(
+    pub(crate) async fn authorize_subscribe(
         &self,
         parts: &Parts,
     ) -> Result<Option<SubscriberAuth>, AppError> {
@@ -149,7 +155,7 @@ impl AuthConfig {
             }
             return Err(unauthorized("subscribing needs a token"));
         };
-        let claims = verify(verifier, &token.value)?;
+        let claims = verify(verifier, &token.value).await?;
         Ok(Some(SubscriberAuth {
             private_selectors: claims.subscribe.unwrap_or_default(),
             expires_at: claims.expires_at,
@@ -326,39 +332,39 @@ mod tests {
         })
     }
 
-    #[test]
-    fn dev_mode_publishes_from_loopback_only() {
+    #[tokio::test]
+    async fn dev_mode_publishes_from_loopback_only() {
         let auth = AuthConfig::default();
         let request = parts("/x", &[]);
         let loopback: [IpAddr; 2] = [[127, 0, 0, 1].into(), std::net::Ipv6Addr::LOCALHOST.into()];
         for ip in loopback {
             assert!(matches!(
-                auth.publisher(&request, peer(ip)),
+                auth.publisher(&request, peer(ip)).await,
                 Ok(PublishGrant::Loopback)
             ));
         }
         let remote: IpAddr = [192, 0, 2, 7].into();
-        let err = auth.publisher(&request, peer(remote)).unwrap_err();
+        let err = auth.publisher(&request, peer(remote)).await.unwrap_err();
         assert_eq!(err.status, StatusCode::FORBIDDEN);
-        assert!(auth.publisher(&request, None).is_err());
+        assert!(auth.publisher(&request, None).await.is_err());
     }
 
-    #[test]
-    fn dev_mode_refuses_what_a_local_proxy_may_relay() {
+    #[tokio::test]
+    async fn dev_mode_refuses_what_a_local_proxy_may_relay() {
         let auth = AuthConfig::default();
         let request = parts("/x", &[]);
         let relayed = Some(Client {
             addr: [127, 0, 0, 1].into(),
             source: Source::PeerIgnoringForwarding,
         });
-        let err = auth.publisher(&request, relayed).unwrap_err();
+        let err = auth.publisher(&request, relayed).await.unwrap_err();
         assert_eq!(err.status, StatusCode::FORBIDDEN);
         assert!(err.message.contains("--trusted-proxy"), "{}", err.message);
         let hidden = Some(Client {
             addr: [127, 0, 0, 1].into(),
             source: Source::Hidden,
         });
-        let err = auth.publisher(&request, hidden).unwrap_err();
+        let err = auth.publisher(&request, hidden).await.unwrap_err();
         assert!(
             err.message.contains("did not give the client's address"),
             "{}",
@@ -368,7 +374,7 @@ mod tests {
             addr: [127, 0, 0, 1].into(),
             source: Source::Forwarded,
         });
-        assert!(auth.publisher(&request, forwarded).is_ok());
+        assert!(auth.publisher(&request, forwarded).await.is_ok());
     }
 
     #[test]

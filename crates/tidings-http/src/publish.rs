@@ -30,7 +30,7 @@ pub(crate) async fn handler(
         .map(|c| c.0.ip());
     let client = state.client(peer, &parts.headers);
     // Who is asking, before reading what they send.
-    let grant = match state.config().auth.publisher(&parts, client) {
+    let grant = match state.config().auth.publisher(&parts, client).await {
         Ok(grant) => grant,
         Err(err) => {
             if let Some(client) = client {

@@ -33,7 +33,10 @@ use crate::state::AppState;
 pub(crate) const LAST_EVENT_ID: HeaderName = HeaderName::from_static("last-event-id");
 
 /// Reads a subscribe request from its head.
-pub(crate) fn parse_request(parts: &Parts, state: &AppState) -> Result<SubscribeRequest, AppError> {
+pub(crate) async fn parse_request(
+    parts: &Parts,
+    state: &AppState,
+) -> Result<SubscribeRequest, AppError> {
     let mut selectors = Vec::new();
     let mut from_query = None;
     for pair in form::pairs(parts.uri.query().unwrap_or_default().as_bytes()) {
@@ -68,7 +71,7 @@ pub(crate) fn parse_request(parts: &Parts, state: &AppState) -> Result<Subscribe
     Ok(SubscribeRequest {
         selectors,
         last_event_id: from_header.or(from_query),
-        auth: state.config().auth.authorize_subscribe(parts)?,
+        auth: state.config().auth.authorize_subscribe(parts).await?,
     })
 }
 
@@ -78,7 +81,7 @@ pub(crate) async fn open(
     peer: Option<IpAddr>,
     state: &AppState,
 ) -> Result<Subscription, AppError> {
-    let request = match parse_request(parts, state) {
+    let request = match parse_request(parts, state).await {
         Ok(request) => request,
         Err(err) => {
             let client = state.client(peer, &parts.headers);

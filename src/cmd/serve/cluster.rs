@@ -6,6 +6,7 @@
 //! memory, with the `--history-*` limits, rebuilt from the engine when it
 //! starts; the engine keeps the same limits. `--data-dir` does not apply.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,11 +26,15 @@ use tidings_core::{Hub, HubConfig, MemoryStore, Retention};
 pub(crate) struct ClusterArgs {
     /// The engine's URL; `None`: a single hub.
     url: Option<String>,
+    /// A file that holds the engine's URL instead (it may carry a
+    /// password: for container secrets).
+    url_file: Option<PathBuf>,
     /// The history limits, for the engine and this hub's copy.
     retention: Retention,
 }
 
 const ID: &str = "cluster";
+const FILE_ID: &str = "cluster_file";
 
 impl Args for ClusterArgs {
     fn augment_args(cmd: Command) -> Command {
@@ -43,6 +48,18 @@ impl Args for ClusterArgs {
                     "Share topics, ids and history with other hubs through an engine: \
                      redis://HOST:PORT or nats://HOST:PORT (docs/cluster.md). The history \
                      is then the engine's; this hub keeps a copy in memory",
+                ),
+        )
+        .arg(
+            Arg::new(FILE_ID)
+                .long("cluster-file")
+                .env("TIDINGS_CLUSTER_FILE")
+                .value_name("FILE")
+                .value_parser(clap::value_parser!(PathBuf))
+                .conflicts_with_all([ID, "data_dir", "check_history"])
+                .help(
+                    "File holding the --cluster URL (trailing newline dropped), for URLs \
+                     that carry a password",
                 ),
         )
     }
@@ -69,6 +86,7 @@ impl FromArgMatches for ClusterArgs {
         };
         Ok(Self {
             url: matches.get_one::<String>(ID).cloned(),
+            url_file: matches.get_one::<PathBuf>(FILE_ID).cloned(),
             retention: Retention {
                 max_events: Some(limit("history_events")?),
                 max_age: Some(Duration::from_secs(limit("history_seconds")?)),
@@ -96,12 +114,26 @@ impl ClusterArgs {
     /// `None` for a single hub; the URL is checked here, before anything
     /// starts.
     pub(crate) fn validate(&self) -> anyhow::Result<Option<ClusterConfig>> {
-        let Some(url) = &self.url else {
-            return Ok(None);
+        let url = match (&self.url, &self.url_file) {
+            (None, None) => return Ok(None),
+            (Some(_), Some(_)) => anyhow::bail!("give --cluster or --cluster-file, not both"),
+            (Some(url), None) => {
+                EngineUrl::parse(url).with_context(|| {
+                    format!("bad --cluster {:?}", tidings_cluster::redacted(url))
+                })?;
+                url.clone()
+            }
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read --cluster-file {}", path.display()))?;
+                let url = text.trim_end_matches(['\n', '\r']).to_owned();
+                EngineUrl::parse(&url)
+                    .with_context(|| format!("bad URL in --cluster-file {}", path.display()))?;
+                url
+            }
         };
-        EngineUrl::parse(url).with_context(|| format!("bad --cluster {url:?}"))?;
         Ok(Some(ClusterConfig {
-            url: url.clone(),
+            url,
             retention: self.retention,
         }))
     }

@@ -1,57 +1,91 @@
-//! Who may do what: the JWT, CORS, trusted-proxy, TLS and connection-limit
-//! flags of `tidings serve`.
+//! Who may do what: the JWT (keys, secrets, key sets), CORS, trusted-proxy,
+//! TLS and connection-limit flags of `tidings serve`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use tidings_auth::{JwtAlgorithm, Key, Verifier};
+use tidings_auth::{JwtAlgorithm, Key, KeySet, Verifier};
 use tidings_http::tls::Certificates;
 use tidings_http::{AuthConfig, CorsConfig, PublishOrigins, TrustedProxies};
 
 /// Security flags of `tidings serve`.
+///
+/// Keys, per role: the shared flags (`--jwt-…`, `--jwks-url`) serve both
+/// roles; a role's own flags (`--publisher-…`, `--subscriber-…`) replace
+/// them for that role. At each of these levels one source at most: an HMAC
+/// secret (`-jwt-key`, or `-jwt-secret-file` for container secrets), a PEM
+/// public key (`-jwt-key-file`) or a key set (`-jwks-url`).
 #[derive(Debug, clap::Args)]
 pub(crate) struct SecurityArgs {
     /// HMAC secret (HS256/384/512) that verifies publisher and subscriber
     /// JWTs. Without any key the hub runs in dev mode.
-    #[arg(
-        long,
-        env = "TIDINGS_JWT_KEY",
-        hide_env_values = true,
-        conflicts_with = "jwt_key_file"
-    )]
+    #[arg(long, env = "TIDINGS_JWT_KEY", hide_env_values = true)]
     jwt_key: Option<String>,
 
-    /// PEM public key (RSA, EC or Ed25519) that verifies publisher and
-    /// subscriber JWTs.
-    #[arg(long, env = "TIDINGS_JWT_KEY_FILE")]
+    /// File holding the HMAC secret for publishers and subscribers (one
+    /// trailing newline is dropped): `--jwt-key` without the secret on the
+    /// command line or in the environment.
+    #[arg(long, env = "TIDINGS_JWT_SECRET_FILE", value_name = "FILE")]
+    jwt_secret_file: Option<PathBuf>,
+
+    /// PEM public key (RSA, EC P-256/P-384 or Ed25519) that verifies
+    /// publisher and subscriber JWTs.
+    #[arg(long, env = "TIDINGS_JWT_KEY_FILE", value_name = "PEM")]
     jwt_key_file: Option<PathBuf>,
 
-    /// HMAC secret for publishers only (overrides --jwt-key for them).
+    /// JWK Set (https://, http:// or file:// URL) whose keys verify
+    /// publisher and subscriber JWTs, chosen by the token's `kid`; fetched
+    /// in the background and refreshed as its Cache-Control says.
     #[arg(
         long,
-        env = "TIDINGS_PUBLISHER_JWT_KEY",
-        hide_env_values = true,
-        conflicts_with = "publisher_jwt_key_file"
+        env = "TIDINGS_JWKS_URL",
+        value_name = "URL",
+        hide_env_values = true
     )]
+    jwks_url: Option<String>,
+
+    /// HMAC secret for publishers only (replaces the shared key for them).
+    #[arg(long, env = "TIDINGS_PUBLISHER_JWT_KEY", hide_env_values = true)]
     publisher_jwt_key: Option<String>,
 
+    /// File holding the HMAC secret for publishers only.
+    #[arg(long, env = "TIDINGS_PUBLISHER_JWT_SECRET_FILE", value_name = "FILE")]
+    publisher_jwt_secret_file: Option<PathBuf>,
+
     /// PEM public key for publishers only.
-    #[arg(long, env = "TIDINGS_PUBLISHER_JWT_KEY_FILE")]
+    #[arg(long, env = "TIDINGS_PUBLISHER_JWT_KEY_FILE", value_name = "PEM")]
     publisher_jwt_key_file: Option<PathBuf>,
 
-    /// HMAC secret for subscribers only (overrides --jwt-key for them).
+    /// JWK Set URL for publishers only.
     #[arg(
         long,
-        env = "TIDINGS_SUBSCRIBER_JWT_KEY",
-        hide_env_values = true,
-        conflicts_with = "subscriber_jwt_key_file"
+        env = "TIDINGS_PUBLISHER_JWKS_URL",
+        value_name = "URL",
+        hide_env_values = true
     )]
+    publisher_jwks_url: Option<String>,
+
+    /// HMAC secret for subscribers only (replaces the shared key for them).
+    #[arg(long, env = "TIDINGS_SUBSCRIBER_JWT_KEY", hide_env_values = true)]
     subscriber_jwt_key: Option<String>,
 
+    /// File holding the HMAC secret for subscribers only.
+    #[arg(long, env = "TIDINGS_SUBSCRIBER_JWT_SECRET_FILE", value_name = "FILE")]
+    subscriber_jwt_secret_file: Option<PathBuf>,
+
     /// PEM public key for subscribers only.
-    #[arg(long, env = "TIDINGS_SUBSCRIBER_JWT_KEY_FILE")]
+    #[arg(long, env = "TIDINGS_SUBSCRIBER_JWT_KEY_FILE", value_name = "PEM")]
     subscriber_jwt_key_file: Option<PathBuf>,
+
+    /// JWK Set URL for subscribers only.
+    #[arg(
+        long,
+        env = "TIDINGS_SUBSCRIBER_JWKS_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    subscriber_jwks_url: Option<String>,
 
     /// Accepted JWT algorithms (repeatable; default: every algorithm of the
     /// key's kind). `none` is never accepted.
@@ -125,6 +159,9 @@ pub(crate) struct Security {
     pub(crate) tls: Option<Certificates>,
     /// Connections served at once.
     pub(crate) max_connections: usize,
+    /// The key sets the verifiers use (one per distinct URL), whose
+    /// refreshers `start_key_sets` spawns.
+    pub(crate) key_sets: Vec<KeySet>,
 }
 
 impl SecurityArgs {
@@ -133,36 +170,40 @@ impl SecurityArgs {
             .jwt_algs
             .iter()
             .map(|name| {
-                tidings_auth::parse_algorithm(name).with_context(|| {
-                    format!("unknown JWT algorithm {name:?} (none is never allowed)")
-                })
+                tidings_auth::parse_algorithm(name).map_err(|e| anyhow::anyhow!("--jwt-alg: {e}"))
             })
             .collect::<anyhow::Result<Vec<JwtAlgorithm>>>()?;
         let allowed = (!algorithms.is_empty()).then_some(algorithms.as_slice());
         let leeway = Duration::from_secs(self.jwt_leeway);
-        let shared = key(
-            self.jwt_key.as_deref(),
-            self.jwt_key_file.as_ref(),
-            "--jwt-key",
-        )?;
-        let publisher = key(
-            self.publisher_jwt_key.as_deref(),
-            self.publisher_jwt_key_file.as_ref(),
-            "--publisher-jwt-key",
-        )?
+        let shared = Level {
+            prefix: "",
+            key: self.jwt_key.as_deref(),
+            secret_file: self.jwt_secret_file.as_deref(),
+            key_file: self.jwt_key_file.as_deref(),
+            jwks_url: self.jwks_url.as_deref(),
+        }
+        .source()?;
+        let publisher = Level {
+            prefix: "publisher-",
+            key: self.publisher_jwt_key.as_deref(),
+            secret_file: self.publisher_jwt_secret_file.as_deref(),
+            key_file: self.publisher_jwt_key_file.as_deref(),
+            jwks_url: self.publisher_jwks_url.as_deref(),
+        }
+        .source()?
         .or_else(|| shared.clone());
-        let subscriber = key(
-            self.subscriber_jwt_key.as_deref(),
-            self.subscriber_jwt_key_file.as_ref(),
-            "--subscriber-jwt-key",
-        )?
+        let subscriber = Level {
+            prefix: "subscriber-",
+            key: self.subscriber_jwt_key.as_deref(),
+            secret_file: self.subscriber_jwt_secret_file.as_deref(),
+            key_file: self.subscriber_jwt_key_file.as_deref(),
+            jwks_url: self.subscriber_jwks_url.as_deref(),
+        }
+        .source()?
         .or(shared);
-        let verifier = |key: Option<Key>, role: &str| -> anyhow::Result<Option<Verifier>> {
-            key.map(|key| {
-                Verifier::new(&key, allowed, leeway).with_context(|| format!("the {role} JWT key"))
-            })
-            .transpose()
-        };
+        let mut key_sets = Vec::new();
+        let publisher = verifier(publisher, "publisher", allowed, leeway, &mut key_sets)?;
+        let subscriber = verifier(subscriber, "subscriber", allowed, leeway, &mut key_sets)?;
         anyhow::ensure!(
             self.max_connections > 0,
             "--max-connections must be at least 1"
@@ -187,8 +228,8 @@ impl SecurityArgs {
         };
         Ok(Security {
             auth: AuthConfig {
-                publisher: verifier(publisher, "publisher")?,
-                subscriber: verifier(subscriber, "subscriber")?,
+                publisher,
+                subscriber,
                 anonymous: !self.no_anonymous,
                 publish_origins,
             },
@@ -196,21 +237,134 @@ impl SecurityArgs {
             trusted_proxies,
             tls,
             max_connections: self.max_connections,
+            key_sets: key_sets.into_iter().map(|(_, set)| set).collect(),
         })
     }
 }
 
-fn key(secret: Option<&str>, file: Option<&PathBuf>, flag: &str) -> anyhow::Result<Option<Key>> {
-    match (secret, file) {
-        (Some(secret), _) => {
-            anyhow::ensure!(!secret.is_empty(), "{flag} must not be empty");
-            Ok(Some(Key::Secret(secret.as_bytes().to_vec())))
+/// Where one role's keys come from.
+#[derive(Debug, Clone)]
+enum KeySource {
+    /// One key: an HMAC secret or a PEM public key.
+    Key(Key),
+    /// A key set, by URL.
+    Set(String),
+}
+
+/// One level of key flags: the shared ones (`--jwt-key`, …, `--jwks-url`)
+/// or one role's (`--publisher-jwt-key`, …).
+struct Level<'a> {
+    /// `""`, `"publisher-"` or `"subscriber-"`, to name the flags.
+    prefix: &'static str,
+    /// `-jwt-key`: an HMAC secret on the command line or in the environment.
+    key: Option<&'a str>,
+    /// `-jwt-secret-file`: the same secret, from a file.
+    secret_file: Option<&'a Path>,
+    /// `-jwt-key-file`: a PEM public key.
+    key_file: Option<&'a Path>,
+    /// `-jwks-url`: a key set.
+    jwks_url: Option<&'a str>,
+}
+
+impl Level<'_> {
+    /// The one source given at this level, if any; several are an error
+    /// (a key set with a secret would let either verify: refused rather
+    /// than guessed at).
+    fn source(&self) -> anyhow::Result<Option<KeySource>> {
+        let p = self.prefix;
+        let given: Vec<String> = [
+            self.key.map(|_| format!("--{p}jwt-key")),
+            self.secret_file.map(|_| format!("--{p}jwt-secret-file")),
+            self.key_file.map(|_| format!("--{p}jwt-key-file")),
+            self.jwks_url.map(|_| format!("--{p}jwks-url")),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        anyhow::ensure!(
+            given.len() <= 1,
+            "give one of --{p}jwt-key, --{p}jwt-secret-file, --{p}jwt-key-file and --{p}jwks-url, not several (given: {})",
+            given.join(", ")
+        );
+        if let Some(secret) = self.key {
+            anyhow::ensure!(!secret.is_empty(), "--{p}jwt-key must not be empty");
+            return Ok(Some(KeySource::Key(Key::Secret(
+                secret.as_bytes().to_vec(),
+            ))));
         }
-        (None, Some(path)) => {
+        if let Some(path) = self.secret_file {
+            let flag = format!("--{p}jwt-secret-file");
+            return Ok(Some(KeySource::Key(Key::Secret(read_secret(path, &flag)?))));
+        }
+        if let Some(path) = self.key_file {
             let pem = std::fs::read(path)
-                .with_context(|| format!("cannot read {flag}-file {}", path.display()))?;
-            Ok(Some(Key::Pem(pem)))
+                .with_context(|| format!("cannot read --{p}jwt-key-file {}", path.display()))?;
+            return Ok(Some(KeySource::Key(Key::Pem(pem))));
         }
-        (None, None) => Ok(None),
+        Ok(self.jwks_url.map(|url| KeySource::Set(url.to_owned())))
+    }
+}
+
+/// A secret from a file, without its trailing newline (CR and LF): what a
+/// container secret or `echo secret > file` holds.
+fn read_secret(path: &Path, flag: &str) -> anyhow::Result<Vec<u8>> {
+    let mut secret =
+        std::fs::read(path).with_context(|| format!("cannot read {flag} {}", path.display()))?;
+    while matches!(secret.last(), Some(b'\n' | b'\r')) {
+        secret.pop();
+    }
+    anyhow::ensure!(!secret.is_empty(), "{flag} {} is empty", path.display());
+    Ok(secret)
+}
+
+/// The verifier of one role; key sets are shared between roles that name
+/// the same URL (one cache, one refresher).
+fn verifier(
+    source: Option<KeySource>,
+    role: &str,
+    allowed: Option<&[JwtAlgorithm]>,
+    leeway: Duration,
+    key_sets: &mut Vec<(String, KeySet)>,
+) -> anyhow::Result<Option<Verifier>> {
+    match source {
+        None => Ok(None),
+        Some(KeySource::Key(key)) => Verifier::new(&key, allowed, leeway)
+            .with_context(|| format!("the {role} JWT key"))
+            .map(Some),
+        Some(KeySource::Set(url)) => {
+            let set = match key_sets.iter().find(|(u, _)| *u == url) {
+                Some((_, set)) => set.clone(),
+                None => {
+                    let set = KeySet::new(&url).with_context(|| format!("the {role} key set"))?;
+                    key_sets.push((url, set.clone()));
+                    set
+                }
+            };
+            Verifier::with_key_set(set, allowed, leeway)
+                .with_context(|| format!("the {role} key set"))
+                .map(Some)
+        }
+    }
+}
+
+/// How long start-up waits for each key set's first fetch before serving.
+const FIRST_FETCH_WAIT: Duration = Duration::from_secs(5);
+
+/// Starts the key sets' refreshers and gives each first fetch a moment, so
+/// that a hub whose key set server is up does not refuse its first tokens.
+/// A set that cannot be fetched does not stop the hub: its refresher has
+/// logged why, tokens it should verify are refused (401) meanwhile, and it
+/// keeps trying.
+pub(crate) async fn start_key_sets(key_sets: &[KeySet]) {
+    for set in key_sets {
+        tokio::spawn(set.refresher());
+    }
+    for set in key_sets {
+        if !set.wait_first_fetch(FIRST_FETCH_WAIT).await {
+            tracing::warn!(
+                source = set.source().unwrap_or_default(),
+                "serving without the key set for now: the tokens it verifies are refused until it is fetched"
+            );
+        }
     }
 }
