@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
-use tidings_core::{PublishError, SubscribeError};
+use tidings_core::{PublishError, StoreError, StoreErrorKind, SubscribeError};
 
 /// An error answered to the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +52,32 @@ impl AppError {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, message)
     }
 
+    /// 507: there is no room to keep what was sent.
+    pub fn insufficient_storage(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INSUFFICIENT_STORAGE, message)
+    }
+
+    /// A store failure met while `doing` something.
+    fn store(err: &StoreError, doing: &str) -> Self {
+        let detail = &err.message;
+        match err.kind {
+            StoreErrorKind::Full => Self::insufficient_storage(format!(
+                "the history store's disk is full: {doing}; it is taken again once space is freed"
+            )),
+            StoreErrorKind::Unavailable => Self::unavailable(format!(
+                "the history store cannot be used now ({detail}): {doing}; retry later"
+            )),
+            StoreErrorKind::Closed => Self::unavailable("the hub is shutting down"),
+            StoreErrorKind::Damaged => Self::unavailable(format!(
+                "the history file looks damaged ({detail}): {doing}; see docs/storage.md"
+            )),
+            StoreErrorKind::Invalid => Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("the history store refused a write ({detail}): {doing}"),
+            ),
+        }
+    }
+
     /// The JSON body.
     pub fn body(&self) -> String {
         serde_json::json!({ "error": self.message }).to_string()
@@ -78,12 +104,12 @@ impl From<PublishError> for AppError {
         match err {
             PublishError::Invalid { .. } => Self::bad_request(err.to_string()),
             PublishError::Conflict { .. } => Self::new(StatusCode::CONFLICT, err.to_string()),
-            PublishError::Store(_) => Self::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the history store failed; nothing was published",
-            ),
+            PublishError::Store(store) => Self::store(&store, "nothing was published"),
             PublishError::ShuttingDown | PublishError::Unavailable(_) => {
-                Self::unavailable(err.to_string())
+                Self::unavailable(format!("{err}; nothing was published"))
+            }
+            PublishError::EngineFull(_) => {
+                Self::insufficient_storage(format!("{err}; nothing was published"))
             }
         }
     }
@@ -92,10 +118,7 @@ impl From<PublishError> for AppError {
 impl From<SubscribeError> for AppError {
     fn from(err: SubscribeError) -> Self {
         match err {
-            SubscribeError::Store(_) => Self::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the history store failed",
-            ),
+            SubscribeError::Store(store) => Self::store(&store, "the subscription could not start"),
             SubscribeError::ShuttingDown => Self::unavailable(err.to_string()),
         }
     }
