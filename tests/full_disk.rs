@@ -24,15 +24,24 @@ use tmpfs::Tmpfs;
 
 const ALL: &str = "/.well-known/mercure?topic=%2A";
 
-/// The log lines whose message contains `text`.
-fn log_lines(hub: &TestHub, text: &str) -> Vec<String> {
-    hub.log
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|line| line.contains(text))
-        .cloned()
-        .collect()
+/// The log lines that contain `text`, once there are at least `want` (the
+/// log is read in the background) or a few seconds passed.
+async fn log_lines(hub: &TestHub, text: &str, want: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let lines: Vec<String> = hub
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|line| line.contains(text))
+            .cloned()
+            .collect();
+        if lines.len() >= want || Instant::now() > deadline {
+            return lines;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 async fn get(hub: &TestHub, path: &str) -> Response {
@@ -132,8 +141,8 @@ async fn a_full_data_directory_gets_507_and_the_hub_recovers_by_itself() {
     assert_eq!(ids, want);
 
     // One log line for the start, none for each refusal.
-    assert_eq!(log_lines(&hub, "disk is full").len(), 1);
-    assert!(log_lines(&hub, "writes again").is_empty());
+    assert_eq!(log_lines(&hub, "disk is full", 1).await.len(), 1);
+    assert!(log_lines(&hub, "writes again", 0).await.is_empty());
 
     // Room again: the hub takes publishes by itself, within a few seconds.
     fs.resize("64m");
@@ -159,15 +168,15 @@ async fn a_full_data_directory_gets_507_and_the_hub_recovers_by_itself() {
     let last = acked.last().unwrap().clone();
     let event = live.next_event().await.unwrap();
     assert_eq!((event.last_event_id, event.data), last);
-    assert_eq!(log_lines(&hub, "disk is full").len(), 1);
-    assert_eq!(log_lines(&hub, "writes again").len(), 1);
+    assert_eq!(log_lines(&hub, "disk is full", 1).await.len(), 1);
+    assert_eq!(log_lines(&hub, "writes again", 1).await.len(), 1);
 
     // A restart on the same directory replays every acknowledged event
     // exactly once, and nothing that was refused. (The file was reopened
     // during the episode; it is still closed cleanly.)
     assert!(hub.terminate().await.success());
     let again = TestHub::start_in(&dir, &[]).await;
-    let opened = log_lines(&again, "history opened");
+    let opened = log_lines(&again, "history opened", 1).await;
     assert!(opened[0].contains("\"repaired\":false"), "{opened:?}");
     let mut replay = again.subscribe(ALL, &[("Last-Event-ID", "earliest")]).await;
     let replayed = replay.events(acked.len()).await;

@@ -397,14 +397,23 @@ pub async fn wait_ready(hub: &TestHub) {
     }
 }
 
-/// The log lines of `hub` that contain `text`.
-fn log_lines(hub: &TestHub, text: &str) -> usize {
-    hub.log
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|line| line.contains(text))
-        .count()
+/// How many log lines of `hub` contain `text`, once there are at least
+/// `want` (the log is read in the background) or a few seconds passed.
+async fn log_lines(hub: &TestHub, text: &str, want: usize) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let count = hub
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|line| line.contains(text))
+            .count();
+        if count >= want || Instant::now() > deadline {
+            return count;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// The engine fills up (Redis at `maxmemory` with `noeviction`; a
@@ -476,7 +485,7 @@ pub async fn engine_full(kind: Kind) {
             .metric("tidings_publishes_refused_total{cause=\"engine_full\"}")
             .await;
         assert!(counted >= 1.0, "{counted}");
-        assert_eq!(log_lines(node, "the cluster engine is full"), 1);
+        assert_eq!(log_lines(node, "the cluster engine is full", 1).await, 1);
     }
 
     // Subscribers got exactly what was acknowledged, and keep streaming.
@@ -518,7 +527,7 @@ pub async fn engine_full(kind: Kind) {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         assert_eq!(
-            log_lines(node, "takes writes again: publishes are accepted"),
+            log_lines(node, "takes writes again: publishes are accepted", 1).await,
             1
         );
     }
