@@ -57,23 +57,23 @@ impl AppError {
         Self::new(StatusCode::INSUFFICIENT_STORAGE, message)
     }
 
-    /// A store failure met while `doing` something.
-    fn store(err: &StoreError, doing: &str) -> Self {
+    /// A store failure: `outcome` says what came of the request.
+    fn store(err: &StoreError, outcome: &str) -> Self {
         let detail = &err.message;
         match err.kind {
-            StoreErrorKind::Full => Self::insufficient_storage(format!(
-                "the history store's disk is full: {doing}; it is taken again once space is freed"
+            StoreErrorKind::Full => Self::unavailable(format!(
+                "the history store's disk is full ({detail}): {outcome}"
             )),
             StoreErrorKind::Unavailable => Self::unavailable(format!(
-                "the history store cannot be used now ({detail}): {doing}; retry later"
+                "the history store cannot be used now ({detail}): {outcome}; retry later"
             )),
             StoreErrorKind::Closed => Self::unavailable("the hub is shutting down"),
             StoreErrorKind::Damaged => Self::unavailable(format!(
-                "the history file looks damaged ({detail}): {doing}; see docs/storage.md"
+                "the history file looks damaged ({detail}): {outcome}; see docs/storage.md"
             )),
             StoreErrorKind::Invalid => Self::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                format!("the history store refused a write ({detail}): {doing}"),
+                format!("the history store refused a write ({detail}): {outcome}"),
             ),
         }
     }
@@ -104,6 +104,12 @@ impl From<PublishError> for AppError {
         match err {
             PublishError::Invalid { .. } => Self::bad_request(err.to_string()),
             PublishError::Conflict { .. } => Self::new(StatusCode::CONFLICT, err.to_string()),
+            // A publish that finds no room: 507, however the store put it.
+            PublishError::Store(store) if store.kind == StoreErrorKind::Full => {
+                Self::insufficient_storage(
+                    "the history store's disk is full: nothing was published; publishing resumes by itself once space is freed",
+                )
+            }
             PublishError::Store(store) => Self::store(&store, "nothing was published"),
             PublishError::ShuttingDown | PublishError::Unavailable(_) => {
                 Self::unavailable(format!("{err}; nothing was published"))

@@ -261,43 +261,45 @@ impl DiskStore {
         Ok(())
     }
 
-    /// See [`Store::recover`].
+    /// See [`Store::recover`]. The space probe runs without a lock (reads
+    /// go on meanwhile); the commit that proves the file takes writes is a
+    /// write like an append.
     fn recover_now(&self) -> Result<(), StoreError> {
-        let mut slot = self.slot.write().unwrap_or_else(PoisonError::into_inner);
-        if slot.lock.is_none() {
-            return Err(StoreError::new(
-                StoreErrorKind::Closed,
-                "the history is closed",
-            ));
-        }
+        let closed = || StoreError::new(StoreErrorKind::Closed, "the history is closed");
         let fault = self.fault().clone();
         let needed = fault.as_ref().map_or(0, |f| f.needed);
-        if slot.db.is_none() {
+        let reopen = {
+            let slot = self.slot.read().unwrap_or_else(PoisonError::into_inner);
+            if slot.lock.is_none() {
+                return Err(closed());
+            }
+            slot.db.is_none()
+        };
+        if reopen || fault.is_some() {
+            fault::probe_space(&self.dir, needed).map_err(|e| self.refined(e))?;
+        }
+        if reopen {
             // Reopening repairs (reads the whole file): only once there is
             // room for it to finish.
-            fault::probe_space(&self.dir, needed).map_err(|e| self.refined(e))?;
-            self.reopen(&mut slot).map_err(|e| self.refined(e))?;
+            let mut slot = self.slot.write().unwrap_or_else(PoisonError::into_inner);
+            if slot.lock.is_none() {
+                return Err(closed());
+            }
+            if slot.db.is_none() {
+                self.reopen(&mut slot).map_err(|e| self.refined(e))?;
+            }
         }
         let Some(fault) = fault else {
             return Ok(());
         };
-        fault::probe_space(&self.dir, needed).map_err(|e| self.refined(e))?;
-        let Some(db) = slot.db.as_ref() else {
-            return Err(self.refined(StoreError::msg("the history file is not open")));
-        };
-        match fault::recommit(db, fault.failed_from) {
-            Ok(0) => {}
-            Ok(rolled_back) => tracing::warn!(
+        let rolled_back = self.with_db(|db| fault::recommit(db, fault.failed_from))?;
+        if rolled_back > 0 {
+            tracing::warn!(
                 events = rolled_back,
                 "an append whose commit failed had reached the history file anyway: rolled back, since it was never acknowledged"
-            ),
-            Err(err) => {
-                if err.kind.is_outage() {
-                    let _ = self.reopen(&mut slot);
-                }
-                return Err(self.refined(err));
-            }
+            );
         }
+        // Writes were refused meanwhile: no newer fault to keep.
         *self.fault() = None;
         Ok(())
     }
