@@ -170,12 +170,14 @@ async fn serve(config: Validated) -> anyhow::Result<()> {
     );
     let mut shutdown = std::pin::pin!(tidings_http::shutdown_signal());
     let tls = config.server.tls.clone();
-    let started = tidings_http::serve_while_loading(&listener, tls, async {
+    // Boxed: opening the store and connecting to an engine are large
+    // futures, and this one lives only until the hub starts.
+    let started = Box::pin(tidings_http::serve_while_loading(&listener, tls, async {
         tokio::select! {
             hub = start_hub(&config) => Some(hub),
             () = &mut shutdown => None,
         }
-    })
+    }))
     .await;
     let Some(hub) = started else {
         // A history still opening finishes on its blocking thread and is

@@ -431,7 +431,7 @@ pub async fn engine_full(kind: Kind) {
     let room = ROOM.to_string();
     let limit = ["--history-bytes", room.as_str()];
     let nodes = [node(&engine, &limit).await, node(&engine, &limit).await];
-    let mut streams = vec![
+    let mut streams = [
         subscribe(&nodes[0], None).await,
         subscribe(&nodes[1], None).await,
     ];
