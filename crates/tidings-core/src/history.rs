@@ -91,7 +91,16 @@ impl History {
             let store = Arc::clone(&self.store);
             tokio::task::spawn_blocking(move || call(&*store))
                 .await
-                .unwrap_or_else(|e| Err(StoreError::from_source("store task failed", e)))
+                .unwrap_or_else(|e| {
+                    // Cancelled by the runtime stopping, or a panic: not a
+                    // fault of the store's disk.
+                    let kind = if e.is_cancelled() {
+                        StoreErrorKind::Closed
+                    } else {
+                        StoreErrorKind::Invalid
+                    };
+                    Err(StoreError::with_source(kind, "store task failed", e))
+                })
         } else {
             call(&*self.store)
         };

@@ -126,9 +126,13 @@ fn process(shared: &Shared, next: &mut u64, commands: Vec<Command>) -> Option<on
     }
     if !batch.events.is_empty() {
         if let Err(err) = shared.history.append_here(&batch.events) {
-            // `History` logs the start and the end of an outage (a full
-            // disk); this is each failed batch.
-            tracing::debug!(error = %err, events = batch.events.len(), "appending to history failed");
+            if err.kind.is_outage() {
+                // `History` logs the start and the end of an outage (a
+                // full disk), not each batch it refuses.
+                tracing::debug!(error = %err, events = batch.events.len(), "appending to history failed");
+            } else {
+                tracing::error!(error = %err, events = batch.events.len(), "appending to history failed");
+            }
             let err = Arc::new(err);
             // Nothing of the batch is stored (the store's promise on a
             // failed append, kept across its recovery): its numbers go to

@@ -117,14 +117,16 @@ pub(crate) fn io_kind(err: &std::io::Error) -> StoreErrorKind {
     }
 }
 
-/// What a redb error means for the hub.
+/// What a redb error means for the hub. Only an I/O error (and redb's
+/// refusal after one) is an outage: those latch redb until the database is
+/// reopened.
 pub(crate) fn redb_kind(err: &redb::Error) -> StoreErrorKind {
     use redb::Error as E;
     match err {
         E::Io(source) => io_kind(source),
         // A write failed earlier and redb refuses everything until the
         // database is reopened (the store does that at once).
-        E::PreviousIo | E::LockPoisoned(_) => StoreErrorKind::Unavailable,
+        E::PreviousIo => StoreErrorKind::Unavailable,
         E::DatabaseClosed => StoreErrorKind::Closed,
         E::Corrupted(_)
         | E::UpgradeRequired(_)
@@ -133,8 +135,9 @@ pub(crate) fn redb_kind(err: &redb::Error) -> StoreErrorKind {
         | E::TableIsNotMultimap(_)
         | E::TypeDefinitionChanged { .. }
         | E::TableDoesNotExist(_) => StoreErrorKind::Damaged,
-        E::ValueTooLarge(_) | E::UnorderedKey => StoreErrorKind::Invalid,
-        _ => StoreErrorKind::Unavailable,
+        // The rest is a misuse of redb (a transaction left open, a value
+        // too large, ...), not a fault of the disk: no reopening helps.
+        _ => StoreErrorKind::Invalid,
     }
 }
 
