@@ -63,8 +63,9 @@ impl EngineHealth {
 
     /// The engine refused a write as full.
     pub(crate) fn full(&self, error: &dyn Display) {
+        // It answered.
+        self.reached();
         let mut episodes = self.episodes();
-        episodes.unreachable_since = None;
         if episodes.full_since.is_none() {
             episodes.full_since = Some(Instant::now());
             tracing::warn!(

@@ -73,7 +73,7 @@ impl AppError {
             )),
             StoreErrorKind::Invalid => Self::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                format!("the history store refused a write ({detail}): {outcome}"),
+                format!("the history store failed ({detail}): {outcome}"),
             ),
         }
     }
@@ -127,5 +127,57 @@ impl From<SubscribeError> for AppError {
             SubscribeError::Store(store) => Self::store(&store, "the subscription could not start"),
             SubscribeError::ShuttingDown => Self::unavailable(err.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn store(kind: StoreErrorKind) -> PublishError {
+        PublishError::Store(Arc::new(StoreError::new(kind, "what the store said")))
+    }
+
+    /// Each fault of a publish maps to its status, with a message that
+    /// names the cause and says that nothing was published.
+    #[test]
+    fn publish_faults_by_kind() {
+        let cases = [
+            (store(StoreErrorKind::Full), 507, "disk is full"),
+            (
+                store(StoreErrorKind::Unavailable),
+                503,
+                "cannot be used now",
+            ),
+            (store(StoreErrorKind::Damaged), 503, "looks damaged"),
+            (store(StoreErrorKind::Invalid), 500, "failed"),
+            (
+                PublishError::EngineFull("Redis: OOM".into()),
+                507,
+                "cluster engine is full",
+            ),
+            (
+                PublishError::Unavailable("Redis: refused".into()),
+                503,
+                "cluster engine is unavailable",
+            ),
+            (PublishError::ShuttingDown, 503, "shutting down"),
+        ];
+        for (err, status, text) in cases {
+            let app = AppError::from(err);
+            assert_eq!(app.status.as_u16(), status, "{app}");
+            assert!(app.message.contains(text), "{app}");
+            assert!(app.message.contains("nothing was published"), "{app}");
+        }
+        let closed = AppError::from(store(StoreErrorKind::Closed));
+        assert_eq!(closed.status.as_u16(), 503);
+        // A subscribe never gets 507: it stores nothing.
+        let full = AppError::from(SubscribeError::Store(StoreError::new(
+            StoreErrorKind::Full,
+            "no space",
+        )));
+        assert_eq!(full.status.as_u16(), 503);
     }
 }
