@@ -248,3 +248,76 @@ async fn health_and_readiness_are_answered_while_the_history_loads() {
     child.start_kill().unwrap();
     let _ = child.wait().await;
 }
+
+/// SIGTERM while the history loads: the hub stops once the opening it
+/// cannot interrupt has finished, and leaves the history closed cleanly,
+/// whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigterm_while_loading_stops_the_hub_and_leaves_a_clean_history() {
+    let dir = TempDir::new();
+    let (first, last) = crashed_history(dir.path());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tidings"))
+        .arg("serve")
+        .args([
+            "--listen",
+            &addr.to_string(),
+            "--check-history",
+            "--log-json",
+        ])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let log = tokio::spawn(async move {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text).await;
+        text
+    });
+    let started = Instant::now();
+    loop {
+        assert!(started.elapsed() < Duration::from_secs(30), "never loading");
+        match get(addr, "/readyz").await {
+            Some((503, body)) if body["reason"] == "loading" => break,
+            Some((status, body)) => panic!("loaded before the test could ask: {status} {body}"),
+            None => tokio::time::sleep(Duration::from_millis(5)).await,
+        }
+    }
+    let pid = child.id().unwrap().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("the hub did not stop")
+        .unwrap();
+    let log = log.await.unwrap();
+    assert!(status.success(), "{status}: {log}");
+    assert!(
+        log.contains("stopped before the history finished loading"),
+        "{log}"
+    );
+    assert!(log.contains("\"message\":\"loading the history"), "{log}");
+    assert!(!log.contains("\"message\":\"listening\""), "{log}");
+    let store = DiskStore::open(dir.path(), Options::default()).unwrap();
+    assert!(!store.report().repaired, "closed cleanly");
+    assert_eq!(
+        store.bounds().unwrap(),
+        tidings_core::Bounds {
+            first,
+            next: last + 1
+        }
+    );
+}
