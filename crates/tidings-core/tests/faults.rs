@@ -160,6 +160,13 @@ async fn a_full_store_refuses_publishes_and_the_hub_comes_back_by_itself() {
     let want: Vec<String> = acked.iter().map(|(_, d)| d.clone()).collect();
     assert_eq!(got, want);
 
+    // Recovery is tried (at once, then every second) and fails while the
+    // store is full: still refused.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(hub.readiness(), Readiness::DiskFull);
+    let again = hub.publish(vec![update("refused")]).await.unwrap_err();
+    assert_eq!(again.cause(), "disk_full");
+
     // Room again: the hub notices by itself within a few seconds.
     quota.grant(1_000_000);
     let deadline = Instant::now() + Duration::from_secs(5);

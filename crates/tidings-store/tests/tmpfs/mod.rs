@@ -12,6 +12,7 @@ use std::process::Command;
 
 /// A mounted tmpfs; unmounted (and its directory removed) on drop.
 pub struct Tmpfs {
+    /// The mount point: a fresh directory, removed after unmounting.
     path: PathBuf,
 }
 
