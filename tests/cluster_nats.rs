@@ -25,6 +25,11 @@ async fn engine_outage_fails_publishes_fast_and_loses_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_engine_gets_507_and_publishing_comes_back_by_itself() {
+    cluster_support::engine_full(Kind::Nats).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscribers_of_a_killed_node_resume_exactly_elsewhere() {
     cluster_support::node_death(Kind::Nats).await;
 }

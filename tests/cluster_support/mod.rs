@@ -332,7 +332,19 @@ pub async fn engine_outage(kind: Kind) {
         }
     }
 
+    // Not ready while the engine is away, alive all the same.
+    for node in &nodes {
+        let ready = node.request("GET", "/readyz", &[], b"").await;
+        assert_eq!(ready.status, 503, "{}", ready.text());
+        assert_eq!(ready.json()["reason"], "engine_unreachable");
+        assert_eq!(node.request("GET", "/healthz", &[], b"").await.status, 200);
+    }
+
     engine.restart().await;
+    // Ready again by itself, before anything is published.
+    for node in &nodes {
+        wait_ready(node).await;
+    }
     let deadline = Instant::now() + WAIT;
     for (i, id) in &unacknowledged {
         loop {
@@ -365,6 +377,166 @@ pub async fn engine_outage(kind: Kind) {
     }
     assert_eq!(seen[0], seen[1]);
     assert_eq!(seen[1], seen[2]);
+}
+
+/// Waits (a few seconds at most) until `hub` answers `/readyz` with 200.
+pub async fn wait_ready(hub: &TestHub) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let ready = hub.request("GET", "/readyz", &[], b"").await;
+        if ready.status == 200 {
+            assert_eq!(ready.json()["status"], "ready");
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not ready again: {}",
+            ready.text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// How many log lines of `hub` contain `text`, once there are at least
+/// `want` (the log is read in the background) or a few seconds passed.
+async fn log_lines(hub: &TestHub, text: &str, want: usize) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let count = hub
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|line| line.contains(text))
+            .count();
+        if count >= want || Instant::now() > deadline {
+            return count;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The engine fills up (Redis at `maxmemory` with `noeviction`; a
+/// JetStream stream at its `max_bytes` with discard-new): publishes get
+/// 507 with a JSON error on every hub, nothing of them is delivered,
+/// subscribers keep streaming, the hubs stay ready (the engine is
+/// reachable) and count the refusals; once the engine has room again,
+/// every hub takes publishes by itself and nothing acknowledged is lost.
+pub async fn engine_full(kind: Kind) {
+    const ROOM: u64 = 600_000;
+    let engine = Engine::start(kind).await;
+    if kind == Kind::Nats {
+        engine.create_discard_new_stream(ROOM).await;
+    }
+    let room = ROOM.to_string();
+    let limit = ["--history-bytes", room.as_str()];
+    let nodes = [node(&engine, &limit).await, node(&engine, &limit).await];
+    let mut streams = [
+        subscribe(&nodes[0], None).await,
+        subscribe(&nodes[1], None).await,
+    ];
+    let mut published = Vec::new();
+    if kind == Kind::Redis {
+        // The append script is loaded before memory runs out.
+        let (status, id) = publish(&nodes[0], "big", "first", None).await;
+        assert_eq!(status, 200, "{id}");
+        published.push(id);
+        let policy = engine
+            .redis(&["CONFIG", "SET", "maxmemory-policy", "noeviction"])
+            .await;
+        assert_eq!(policy, "+OK");
+        let limit = (engine.redis_used_memory().await + ROOM).to_string();
+        assert_eq!(
+            engine.redis(&["CONFIG", "SET", "maxmemory", &limit]).await,
+            "+OK"
+        );
+    }
+
+    let filler = "x".repeat(30_000);
+    let refused = loop {
+        assert!(published.len() < 500, "the engine never filled up");
+        let i = published.len();
+        let (status, body) = publish(&nodes[i % 2], "big", &format!("{i} {filler}"), None).await;
+        match status {
+            200 => published.push(body),
+            507 => break body,
+            other => panic!("{other}: {body}"),
+        }
+    };
+    assert!(published.len() >= 5, "{published:?}");
+    let refused: serde_json::Value = serde_json::from_str(&refused).unwrap();
+    let error = refused["error"].as_str().unwrap();
+    assert!(error.contains("cluster engine is full"), "{error}");
+    assert!(error.contains("nothing was published"), "{error}");
+    for node in &nodes {
+        let response = node
+            .publish_form(&format!("topic=big&data=refused+{filler}"))
+            .await;
+        assert_eq!(response.status, 507, "{}", response.text());
+        assert!(
+            response
+                .header("content-type")
+                .is_some_and(|t| t.starts_with("application/json"))
+        );
+        // Reachable, serving: ready. The refusals are counted.
+        let ready = node.request("GET", "/readyz", &[], b"").await;
+        assert_eq!(ready.status, 200, "{}", ready.text());
+        let counted = node
+            .metric("tidings_publishes_refused_total{cause=\"engine_full\"}")
+            .await;
+        assert!(counted >= 1.0, "{counted}");
+        assert_eq!(log_lines(node, "the cluster engine is full", 1).await, 1);
+    }
+
+    // Subscribers got exactly what was acknowledged, and keep streaming.
+    let mut seen = vec![Vec::new(); streams.len()];
+    for (stream, seen) in streams.iter_mut().zip(&mut seen) {
+        read_until(stream, seen, |e| e.len() >= published.len()).await;
+        let ids: Vec<&str> = seen.iter().map(|e| e.last_event_id.as_str()).collect();
+        assert_eq!(ids, published);
+        let deadline = Instant::now() + Duration::from_secs(3);
+        loop {
+            assert!(Instant::now() < deadline, "no heartbeat");
+            match stream.next_item().await {
+                Some(Item::Comment(_)) => break,
+                Some(Item::Event(e)) => panic!("an event nobody acknowledged: {e:?}"),
+                Some(Item::Retry(_)) => {}
+                None => panic!("the stream ended"),
+            }
+        }
+    }
+
+    // Room again: every hub takes publishes by itself.
+    match kind {
+        Kind::Redis => assert_eq!(
+            engine.redis(&["CONFIG", "SET", "maxmemory", "0"]).await,
+            "+OK"
+        ),
+        Kind::Nats => engine.set_stream_max_bytes(ROOM * 100).await,
+    }
+    for (n, node) in nodes.iter().enumerate() {
+        let started = Instant::now();
+        loop {
+            let (status, body) = publish(node, "big", &format!("after {n}"), None).await;
+            if status == 200 {
+                published.push(body);
+                break;
+            }
+            assert_eq!(status, 507, "{body}");
+            assert!(started.elapsed() < Duration::from_secs(5), "still refused");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(
+            log_lines(node, "takes writes again: publishes are accepted", 1).await,
+            1
+        );
+    }
+    for (stream, seen) in streams.iter_mut().zip(&mut seen) {
+        read_until(stream, seen, |e| e.len() >= published.len()).await;
+        stream.no_event_within(Duration::from_millis(300)).await;
+        let ids: Vec<&str> = seen.iter().map(|e| e.last_event_id.as_str()).collect();
+        assert_eq!(ids, published, "no loss, no duplicate, nothing refused");
+    }
 }
 
 /// A hub with subscribers dies (SIGKILL): they reconnect to other hubs

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use crate::event::UpdateError;
-use crate::store::StoreError;
+use crate::store::{StoreError, StoreErrorKind};
 
 /// Why a publish failed. Nothing of a failed publish is delivered.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -33,6 +33,35 @@ pub enum PublishError {
     /// The cluster engine cannot be reached: nothing was published.
     #[error("the cluster engine is unavailable: {0}")]
     Unavailable(String),
+    /// The cluster engine refuses writes because it is full (Redis at
+    /// `maxmemory` with `noeviction`, a JetStream stream at its limit with
+    /// discard-new): nothing was published.
+    #[error("the cluster engine is full: {0}")]
+    EngineFull(String),
+}
+
+impl PublishError {
+    /// A short, stable name for why the publish failed, for metrics and
+    /// logs: `invalid`, `conflict`, `disk_full`, `store_error`,
+    /// `shutting_down`, `engine_unavailable` or `engine_full`.
+    pub fn cause(&self) -> &'static str {
+        match self {
+            Self::Invalid { .. } => "invalid",
+            Self::Conflict { .. } => "conflict",
+            Self::Store(err) if err.kind == StoreErrorKind::Full => "disk_full",
+            Self::Store(_) => "store_error",
+            Self::ShuttingDown => "shutting_down",
+            Self::Unavailable(_) => "engine_unavailable",
+            Self::EngineFull(_) => "engine_full",
+        }
+    }
+
+    /// Whether the hub, not what was published, is why it failed: the
+    /// publish was fine and was refused (counted in
+    /// `tidings_publishes_refused_total`).
+    pub fn is_refusal(&self) -> bool {
+        !matches!(self, Self::Invalid { .. } | Self::Conflict { .. })
+    }
 }
 
 /// Why a subscription could not start.

@@ -9,6 +9,7 @@ use futures_util::{FutureExt as _, StreamExt as _};
 
 use crate::clock;
 use crate::cluster::{Cluster, Entry};
+use crate::engine::EngineHealth;
 use crate::event::Event;
 use crate::fanout::FanOut;
 use crate::shared::Shared;
@@ -16,26 +17,28 @@ use crate::shared::Shared;
 /// Entries handled as one batch at most.
 const MAX_BATCH: usize = 1024;
 
-pub(crate) async fn run(shared: Arc<Shared>, fanout: FanOut, cluster: Arc<dyn Cluster>) {
-    let after = start_after(&shared, &*cluster).await;
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    fanout: FanOut,
+    cluster: Arc<dyn Cluster>,
+    health: Arc<EngineHealth>,
+) {
+    let after = start_after(&shared, &*cluster, &health).await;
     tracing::info!(after, "following the cluster log");
     let mut log = cluster.follow(after);
-    let mut warned = false;
     while let Some(first) = log.next().await {
         let mut entries = Vec::new();
         let mut next = Some(first);
         while let Some(item) = next.take() {
             match item {
                 Ok(entry) => {
-                    warned = false;
+                    health.reached();
                     entries.push(entry);
                 }
-                Err(err) if !warned => {
-                    warned = true;
-                    tracing::warn!(error = %err, "the cluster engine is unavailable; still following");
-                }
+                // Logged once per outage, by `health`.
                 Err(err) => {
-                    tracing::debug!(error = %err, "the cluster engine is still unavailable");
+                    health.unreachable(&err);
+                    tracing::debug!(error = %err, "the cluster engine is unavailable; still following");
                 }
             }
             if entries.len() < MAX_BATCH {
@@ -43,32 +46,46 @@ pub(crate) async fn run(shared: Arc<Shared>, fanout: FanOut, cluster: Arc<dyn Cl
             }
         }
         if !entries.is_empty() {
-            deliver(&shared, &fanout, entries).await;
+            deliver(&shared, &fanout, &health, entries).await;
         }
     }
 }
 
 /// Where to start following: after what the local store holds, or, when
 /// it holds nothing, before the oldest entry the engine keeps (this hub
-/// then rebuilds the history it serves replays from).
-async fn start_after(shared: &Arc<Shared>, cluster: &dyn Cluster) -> u64 {
+/// then rebuilds the history it serves replays from). Marks the history
+/// loaded when the engine has nothing after that.
+async fn start_after(shared: &Arc<Shared>, cluster: &dyn Cluster, health: &EngineHealth) -> u64 {
     let mut delay = Duration::from_millis(100);
     loop {
         let local = shared.history.call(|s| s.bounds()).await;
-        match (local, cluster.bounds().await) {
-            (Ok(local), _) if local.first < local.next => return local.next - 1,
-            (Ok(_), Ok(engine)) => return engine.first.saturating_sub(1),
-            (Err(err), _) => tracing::warn!(error = %err, "cannot read the local history"),
-            (_, Err(err)) => {
-                tracing::warn!(error = %err, "cannot reach the cluster engine; retrying");
+        let engine = cluster.bounds().await;
+        match &engine {
+            Ok(_) => health.reached(),
+            Err(err) => health.unreachable(err),
+        }
+        let after = match (local, engine) {
+            (Ok(local), Ok(engine)) if local.first < local.next => Some((local.next - 1, engine)),
+            (Ok(_), Ok(engine)) => Some((engine.first.saturating_sub(1), engine)),
+            (Err(err), _) => {
+                tracing::warn!(error = %err, "cannot read the local history");
+                None
             }
+            (_, Err(_)) => None,
+        };
+        if let Some((after, engine)) = after {
+            health.set_followed(after);
+            if after.saturating_add(1) >= engine.next {
+                health.set_caught_up();
+            }
+            return after;
         }
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(5));
     }
 }
 
-async fn deliver(shared: &Shared, fanout: &FanOut, entries: Vec<Entry>) {
+async fn deliver(shared: &Shared, fanout: &FanOut, health: &EngineHealth, entries: Vec<Entry>) {
     let now_ms = clock::unix_ms();
     let now = Instant::now();
     let mut events = Vec::with_capacity(entries.len());
@@ -91,11 +108,14 @@ async fn deliver(shared: &Shared, fanout: &FanOut, entries: Vec<Entry>) {
     if events.is_empty() {
         return;
     }
-    let batch = events.clone();
-    if let Err(err) = shared.history.call(move |s| s.append(&batch)).await {
+    if let Err(err) = shared.history.append(events.clone()).await {
         // The engine keeps the entry; local replays may miss it, live
         // subscribers still get it.
         tracing::error!(error = %err, "cannot keep followed entries in the local history");
     }
+    let last = events.last().map(|e| e.seq);
     fanout.send(events, received).await;
+    if let Some(last) = last {
+        health.set_followed(last);
+    }
 }

@@ -1,9 +1,9 @@
 //! The hub: the handle transports use to publish and subscribe, and the
 //! owner of the hub's threads and tasks (the sequencer thread or the
-//! cluster follower, the fan-out thread, and the sweeper).
+//! cluster follower, the fan-out thread, the sweeper and the recovery task).
 //!
 //! Imports run one way: from this handle down to the parts it starts
-//! (`sequencer`, `follower`, `sweeper`, `subscription`, `fanout`), from them to
+//! (`sequencer`, `follower`, `recovery`, `sweeper`, `subscription`, `fanout`), from them to
 //! `shared`, and from there to the leaves (`registry`, `subscriber`,
 //! `history`, `store`, `event`, `error`, ...). No part imports the hub.
 
@@ -14,13 +14,16 @@ use tokio::sync::{OnceCell, mpsc, oneshot};
 
 use crate::cluster::Cluster;
 use crate::config::HubConfig;
+use crate::engine::EngineHealth;
 use crate::error::{PublishError, SubscribeError};
 use crate::event::{Published, Update};
 use crate::fanout::FanOut;
 use crate::follower;
+use crate::readiness::Readiness;
+use crate::recovery::{self, Watched};
 use crate::sequencer::{self, Command};
 use crate::shared::Shared;
-use crate::store::{Bounds, Store, StoreError};
+use crate::store::{Bounds, Store, StoreError, StoreErrorKind};
 use crate::subscriber::{End, QueueLimit, SubscribeRequest, Subscriber};
 use crate::subscription::Subscription;
 use crate::sweeper;
@@ -41,6 +44,8 @@ enum Writer {
         engine: Arc<dyn Cluster>,
         /// The task that follows the engine's log, awaited by shutdown.
         follower: Mutex<Option<tokio::task::JoinHandle<()>>>,
+        /// What this hub knows of the engine: reachable, full, caught up.
+        health: Arc<EngineHealth>,
     },
 }
 
@@ -57,6 +62,8 @@ struct Running {
     fanout_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// The sweeper task.
     sweeper: tokio::task::JoinHandle<()>,
+    /// The task that brings the store and the engine back after faults.
+    recovery: tokio::task::JoinHandle<()>,
     /// Set once shutdown has finished: later calls wait for the first.
     stopped: OnceCell<()>,
 }
@@ -64,6 +71,7 @@ struct Running {
 impl Drop for Running {
     fn drop(&mut self) {
         self.sweeper.abort();
+        self.recovery.abort();
         if let Writer::Cluster { follower, .. } = &self.writer
             && let Some(follower) = lock(follower).as_ref()
         {
@@ -118,6 +126,7 @@ impl Hub {
             },
             fanout,
             fanout_thread,
+            None,
         ))
     }
 
@@ -132,19 +141,27 @@ impl Hub {
         let shared = Shared::new(config, store, Some(Arc::clone(&cluster)));
         let (fanout, fanout_thread) = FanOut::start(Arc::clone(&shared))
             .map_err(|e| StoreError::from_source("cannot start the fan-out thread", e))?;
+        let health = Arc::new(EngineHealth::default());
         let follower = tokio::spawn(follower::run(
             Arc::clone(&shared),
             fanout.clone(),
             Arc::clone(&cluster),
+            Arc::clone(&health),
         ));
+        let watched = Watched {
+            engine: Arc::clone(&cluster),
+            health: Arc::clone(&health),
+        };
         Ok(Self::running(
             shared,
             Writer::Cluster {
                 engine: cluster,
                 follower: Mutex::new(Some(follower)),
+                health,
             },
             fanout,
             fanout_thread,
+            Some(watched),
         ))
     }
 
@@ -153,8 +170,10 @@ impl Hub {
         writer: Writer,
         fanout: FanOut,
         fanout_thread: std::thread::JoinHandle<()>,
+        watched: Option<Watched>,
     ) -> Self {
         let sweeper = tokio::spawn(sweeper::run(Arc::downgrade(&shared)));
+        let recovery = tokio::spawn(recovery::run(Arc::downgrade(&shared), watched));
         Self {
             shared,
             running: Arc::new(Running {
@@ -162,6 +181,7 @@ impl Hub {
                 fanout,
                 fanout_thread: Mutex::new(Some(fanout_thread)),
                 sweeper,
+                recovery,
                 stopped: OnceCell::new(),
             }),
         }
@@ -172,6 +192,16 @@ impl Hub {
     /// id is already stored with the same content is a retry: it gets its
     /// old place back and is not delivered again.
     pub async fn publish(&self, updates: Vec<Update>) -> Result<Vec<Published>, PublishError> {
+        let result = self.publish_now(updates).await;
+        if let Err(err) = &result
+            && err.is_refusal()
+        {
+            self.shared.metrics.refused(err.cause());
+        }
+        result
+    }
+
+    async fn publish_now(&self, updates: Vec<Update>) -> Result<Vec<Published>, PublishError> {
         for (index, update) in updates.iter().enumerate() {
             update
                 .validate()
@@ -197,8 +227,15 @@ impl Hub {
                     .map_err(|_| PublishError::ShuttingDown)?;
                 outcome.await.map_err(|_| PublishError::ShuttingDown)?
             }
-            Writer::Cluster { engine, .. } => {
-                let published = engine.append(&updates, crate::clock::unix_ms()).await?;
+            Writer::Cluster { engine, health, .. } => {
+                let appended = engine.append(&updates, crate::clock::unix_ms()).await;
+                match &appended {
+                    Ok(_) => health.took_write(),
+                    Err(PublishError::Unavailable(error)) => health.unreachable(error),
+                    Err(PublishError::EngineFull(error)) => health.full(error),
+                    Err(_) => {}
+                }
+                let published = appended?;
                 let new = published.iter().filter(|p| !p.duplicate).count();
                 self.shared.metrics.published.increment(new as u64);
                 self.shared
@@ -290,6 +327,8 @@ impl Hub {
         self.shared.registry.apply();
         self.shared.registry.for_each(|sub| sub.end(End::Shutdown));
         self.running.sweeper.abort();
+        // Stopped before the store closes: it may be reopening it.
+        self.running.recovery.abort();
         if let Err(err) = self.shared.history.call(|s| s.close()).await {
             tracing::error!(error = %err, "closing the history failed");
         }
@@ -304,6 +343,29 @@ impl Hub {
             }
         };
         !self.shared.is_shutting_down() && writer_alive
+    }
+
+    /// Whether the hub can take publishes and serve everything now, and if
+    /// not, why. Subscribers are served either way (a hub that is not
+    /// ready is still alive, see [`Hub::is_serving`]).
+    pub fn readiness(&self) -> Readiness {
+        if !self.is_serving() {
+            return Readiness::ShuttingDown;
+        }
+        match self.shared.history.outage() {
+            Some(StoreErrorKind::Full) => return Readiness::DiskFull,
+            Some(_) => return Readiness::StoreFailing,
+            None => {}
+        }
+        if let Writer::Cluster { health, .. } = &self.running.writer {
+            if health.is_unreachable() {
+                return Readiness::EngineUnreachable;
+            }
+            if !health.is_caught_up() {
+                return Readiness::Loading;
+            }
+        }
+        Readiness::Ready
     }
 
     /// How many subscriptions are open.

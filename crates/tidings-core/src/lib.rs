@@ -37,6 +37,7 @@
 mod hub;
 
 mod follower;
+mod recovery;
 mod sequencer;
 mod subscription;
 mod sweeper;
@@ -52,9 +53,11 @@ mod subscriber;
 mod clock;
 mod cluster;
 mod config;
+mod engine;
 mod error;
 mod event;
 mod metrics;
+mod readiness;
 mod replay;
 mod store;
 
@@ -63,8 +66,11 @@ pub use config::HubConfig;
 pub use error::{PublishError, SubscribeError};
 pub use event::{Event, EventId, Published, Update, UpdateError};
 pub use hub::Hub;
+pub use readiness::Readiness;
 pub use replay::{GAP_EVENT_TYPE, Resume};
-pub use store::{Bounds, EventIdKind, MemoryStore, Retention, Store, StoreError, initial_seq};
+pub use store::{
+    Bounds, EventIdKind, MemoryStore, Retention, Store, StoreError, StoreErrorKind, initial_seq,
+};
 pub use subscriber::{DirectWrite, End, SubscribeRequest, SubscriberAuth};
 pub use subscription::{AbortWatch, MAX_BATCH, Subscription};
 pub use tidings_selector::Selector;

@@ -26,7 +26,20 @@ pub(crate) struct Metrics {
     /// Seconds from the hub receiving a publish to a subscriber's
     /// transport having written it.
     pub(crate) latency: Histogram,
+    /// Publishes refused by the hub (not for what they held), one counter
+    /// per cause, looked up once.
+    refused: [(&'static str, Counter); REFUSAL_CAUSES.len()],
 }
+
+/// The causes `tidings_publishes_refused_total` counts, as
+/// [`PublishError::cause`](crate::PublishError::cause) names them.
+const REFUSAL_CAUSES: [&str; 5] = [
+    "disk_full",
+    "store_error",
+    "engine_full",
+    "engine_unavailable",
+    "shutting_down",
+];
 
 impl Metrics {
     pub(crate) fn new() -> Self {
@@ -55,6 +68,10 @@ impl Metrics {
             "Subscribers disconnected because they stopped reading."
         );
         describe_gauge!("tidings_subscriptions", "Open subscriptions.");
+        describe_counter!(
+            "tidings_publishes_refused_total",
+            "Publishes the hub could not take (not for what they held), by cause: disk_full, store_error, engine_full, engine_unavailable, shutting_down."
+        );
         describe_histogram!(
             "tidings_publish_to_write_seconds",
             metrics::Unit::Seconds,
@@ -69,6 +86,19 @@ impl Metrics {
             write_timeouts: counter!("tidings_write_timeouts_total"),
             subscriptions: gauge!("tidings_subscriptions"),
             latency: histogram!("tidings_publish_to_write_seconds"),
+            refused: REFUSAL_CAUSES.map(|cause| {
+                (
+                    cause,
+                    counter!("tidings_publishes_refused_total", "cause" => cause),
+                )
+            }),
+        }
+    }
+
+    /// Counts a publish the hub refused, by its cause.
+    pub(crate) fn refused(&self, cause: &str) {
+        if let Some((_, counter)) = self.refused.iter().find(|(c, _)| *c == cause) {
+            counter.increment(1);
         }
     }
 }

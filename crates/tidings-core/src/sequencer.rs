@@ -138,9 +138,18 @@ fn process(
         }
     }
     if !batch.events.is_empty() {
-        if let Err(err) = shared.history.call_here(|s| s.append(&batch.events)) {
-            tracing::error!(error = %err, events = batch.events.len(), "appending to history failed");
+        if let Err(err) = shared.history.append_here(&batch.events) {
+            if err.kind.is_outage() {
+                // `History` logs the start and the end of an outage (a
+                // full disk), not each batch it refuses.
+                tracing::debug!(error = %err, events = batch.events.len(), "appending to history failed");
+            } else {
+                tracing::error!(error = %err, events = batch.events.len(), "appending to history failed");
+            }
             let err = Arc::new(err);
+            // Nothing of the batch is stored (the store's promise on a
+            // failed append, kept across its recovery): its numbers go to
+            // the next batch, so that the order has no hole.
             *next = batch.events.first().map_or(*next, |e| e.seq);
             for (reply, _) in replies {
                 let _ = reply.send(Err(PublishError::Store(Arc::clone(&err))));

@@ -222,8 +222,13 @@ impl Shared {
         }
     }
 
-    /// Drops the history the retention policy no longer keeps.
+    /// Drops the history the retention policy no longer keeps. Not during
+    /// an outage of the store: it cannot write, and the recovery part is
+    /// bringing it back.
     pub(crate) async fn enforce_retention(&self) -> Result<u64, StoreError> {
+        if self.history.outage().is_some() {
+            return Ok(0);
+        }
         let now_ms = crate::clock::unix_ms();
         self.history
             .call(move |s| s.enforce_retention(now_ms))

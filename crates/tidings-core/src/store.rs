@@ -50,10 +50,41 @@ impl Default for Retention {
     }
 }
 
+/// What kind of failure a [`StoreError`] is: it decides what publishers are
+/// told and whether the hub waits for the store to come back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StoreErrorKind {
+    /// The store's disk is full: nothing more can be written until space
+    /// is freed. Publishes get 507.
+    Full,
+    /// The store cannot be used now (an I/O error, a file being reopened);
+    /// it may come back by itself. Publishes get 503.
+    Unavailable,
+    /// The store was closed: the hub is stopping.
+    Closed,
+    /// What the store holds is damaged (a page or record that does not
+    /// read back).
+    Damaged,
+    /// The call itself was wrong (an append out of order): a bug, not a
+    /// fault of the storage.
+    Invalid,
+}
+
+impl StoreErrorKind {
+    /// Whether this failure means the store cannot write now, for reasons
+    /// that may pass (space freed, a file reopened): the hub then refuses
+    /// publishes and tries to recover in the background.
+    pub fn is_outage(self) -> bool {
+        matches!(self, Self::Full | Self::Unavailable)
+    }
+}
+
 /// A store failed; the hub answers publishers with an error and keeps going.
 #[derive(Debug, thiserror::Error)]
 #[error("history store: {message}")]
 pub struct StoreError {
+    /// What kind of failure: decides the answer and the recovery.
+    pub kind: StoreErrorKind,
     /// What went wrong, for people.
     pub message: String,
     /// The underlying error, when there is one.
@@ -62,23 +93,41 @@ pub struct StoreError {
 }
 
 impl StoreError {
-    /// An error with a message only.
-    pub fn msg(message: impl Into<String>) -> Self {
+    /// An error of `kind` with a message only.
+    pub fn new(kind: StoreErrorKind, message: impl Into<String>) -> Self {
         Self {
+            kind,
             message: message.into(),
             source: None,
         }
     }
 
-    /// An error caused by `source`.
-    pub fn from_source(
+    /// An error of `kind` caused by `source`.
+    pub fn with_source(
+        kind: StoreErrorKind,
         message: impl Into<String>,
         source: impl std::error::Error + Send + Sync + 'static,
     ) -> Self {
         Self {
+            kind,
             message: message.into(),
             source: Some(Box::new(source)),
         }
+    }
+
+    /// An [`Unavailable`](StoreErrorKind::Unavailable) error with a message
+    /// only.
+    pub fn msg(message: impl Into<String>) -> Self {
+        Self::new(StoreErrorKind::Unavailable, message)
+    }
+
+    /// An [`Unavailable`](StoreErrorKind::Unavailable) error caused by
+    /// `source`.
+    pub fn from_source(
+        message: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self::with_source(StoreErrorKind::Unavailable, message, source)
     }
 }
 
@@ -117,6 +166,17 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// after it fails. The hub calls it once, at the end of
     /// [`Hub::shutdown`](crate::Hub::shutdown), after the last append.
     fn close(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Called in the background (at once, then about once a second) while
+    /// the store fails with an [outage](StoreErrorKind::is_outage): makes
+    /// the store usable again if it can (the durable store reopens its file
+    /// after an I/O error) and returns `Ok` once it can write again, the
+    /// write that failed included as far as the store can tell. Until then
+    /// it may refuse writes at once. A store whose failures end with their
+    /// cause keeps this default.
+    fn recover(&self) -> Result<(), StoreError> {
         Ok(())
     }
 }
@@ -227,10 +287,10 @@ impl Store for MemoryStore {
             // An empty ring takes any start: in cluster mode it fills from
             // the engine's oldest entry.
             if event.seq < ring.next && !ring.events.is_empty() {
-                return Err(StoreError::msg(format!(
-                    "sequence number {} is not after {}",
-                    event.seq, ring.next
-                )));
+                return Err(StoreError::new(
+                    StoreErrorKind::Invalid,
+                    format!("sequence number {} is not after {}", event.seq, ring.next),
+                ));
             }
             ring.next = event.seq + 1;
             ring.bytes += event.frame.len() as u64;

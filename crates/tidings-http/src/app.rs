@@ -6,6 +6,7 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http::{Method, StatusCode, Uri, header};
+use tidings_core::Readiness;
 
 use crate::error::AppError;
 use crate::state::AppState;
@@ -17,6 +18,11 @@ pub const HUB_PATH: &str = "/.well-known/mercure";
 pub const EVENTS_PATH: &str = "/events";
 /// Publish alias for people coming from the classic tutorials.
 pub const PUBLISH_PATH: &str = "/publish";
+/// Liveness: 200 while the process serves.
+pub const HEALTHZ_PATH: &str = "/healthz";
+/// Readiness: 200 when the hub can take publishes, else 503 with the
+/// reason.
+pub const READYZ_PATH: &str = "/readyz";
 
 /// Every route of the hub.
 pub fn app(state: AppState) -> Router {
@@ -24,7 +30,8 @@ pub fn app(state: AppState) -> Router {
         .route(HUB_PATH, get(subscribe::handler).post(publish::handler))
         .route(EVENTS_PATH, get(subscribe::handler))
         .route(PUBLISH_PATH, post(publish::handler))
-        .route("/healthz", get(healthz))
+        .route(HEALTHZ_PATH, get(healthz))
+        .route(READYZ_PATH, get(readyz))
         .route("/metrics", get(metrics))
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
@@ -45,6 +52,31 @@ async fn healthz(State(state): State<AppState>) -> Response {
     } else {
         AppError::unavailable("the hub is shutting down").into_response()
     }
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    readiness_response(state.hub().readiness())
+}
+
+/// `GET /readyz`'s answer: 200 `{"status":"ready"}`, or 503
+/// `{"status":"not_ready","reason":…,"error":…}` naming why.
+pub(crate) fn readiness_response(readiness: Readiness) -> Response {
+    if readiness.is_ready() {
+        return (
+            StatusCode::OK,
+            axum::Json(serde_json::json!({ "status": "ready" })),
+        )
+            .into_response();
+    }
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        axum::Json(serde_json::json!({
+            "status": "not_ready",
+            "reason": readiness.reason(),
+            "error": readiness.to_string(),
+        })),
+    )
+        .into_response()
 }
 
 async fn metrics(State(state): State<AppState>) -> Result<Response, AppError> {

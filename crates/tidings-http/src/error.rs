@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
-use tidings_core::{PublishError, SubscribeError};
+use tidings_core::{PublishError, StoreError, StoreErrorKind, SubscribeError};
 
 /// An error answered to the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +52,32 @@ impl AppError {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, message)
     }
 
+    /// 507: there is no room to keep what was sent.
+    pub fn insufficient_storage(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INSUFFICIENT_STORAGE, message)
+    }
+
+    /// A store failure: `outcome` says what came of the request.
+    fn store(err: &StoreError, outcome: &str) -> Self {
+        let detail = &err.message;
+        match err.kind {
+            StoreErrorKind::Full => Self::unavailable(format!(
+                "the history store's disk is full ({detail}): {outcome}"
+            )),
+            StoreErrorKind::Unavailable => Self::unavailable(format!(
+                "the history store cannot be used now ({detail}): {outcome}; retry later"
+            )),
+            StoreErrorKind::Closed => Self::unavailable("the hub is shutting down"),
+            StoreErrorKind::Damaged => Self::unavailable(format!(
+                "the history file looks damaged ({detail}): {outcome}; see docs/storage.md"
+            )),
+            StoreErrorKind::Invalid => Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("the history store failed ({detail}): {outcome}"),
+            ),
+        }
+    }
+
     /// The JSON body.
     pub fn body(&self) -> String {
         serde_json::json!({ "error": self.message }).to_string()
@@ -78,12 +104,18 @@ impl From<PublishError> for AppError {
         match err {
             PublishError::Invalid { .. } => Self::bad_request(err.to_string()),
             PublishError::Conflict { .. } => Self::new(StatusCode::CONFLICT, err.to_string()),
-            PublishError::Store(_) => Self::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the history store failed; nothing was published",
-            ),
+            // A publish that finds no room: 507, however the store put it.
+            PublishError::Store(store) if store.kind == StoreErrorKind::Full => {
+                Self::insufficient_storage(
+                    "the history store's disk is full: nothing was published; publishing resumes by itself once space is freed",
+                )
+            }
+            PublishError::Store(store) => Self::store(&store, "nothing was published"),
             PublishError::ShuttingDown | PublishError::Unavailable(_) => {
-                Self::unavailable(err.to_string())
+                Self::unavailable(format!("{err}; nothing was published"))
+            }
+            PublishError::EngineFull(_) => {
+                Self::insufficient_storage(format!("{err}; nothing was published"))
             }
         }
     }
@@ -92,11 +124,60 @@ impl From<PublishError> for AppError {
 impl From<SubscribeError> for AppError {
     fn from(err: SubscribeError) -> Self {
         match err {
-            SubscribeError::Store(_) => Self::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the history store failed",
-            ),
+            SubscribeError::Store(store) => Self::store(&store, "the subscription could not start"),
             SubscribeError::ShuttingDown => Self::unavailable(err.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn store(kind: StoreErrorKind) -> PublishError {
+        PublishError::Store(Arc::new(StoreError::new(kind, "what the store said")))
+    }
+
+    /// Each fault of a publish maps to its status, with a message that
+    /// names the cause and says that nothing was published.
+    #[test]
+    fn publish_faults_by_kind() {
+        let cases = [
+            (store(StoreErrorKind::Full), 507, "disk is full"),
+            (
+                store(StoreErrorKind::Unavailable),
+                503,
+                "cannot be used now",
+            ),
+            (store(StoreErrorKind::Damaged), 503, "looks damaged"),
+            (store(StoreErrorKind::Invalid), 500, "failed"),
+            (
+                PublishError::EngineFull("Redis: OOM".into()),
+                507,
+                "cluster engine is full",
+            ),
+            (
+                PublishError::Unavailable("Redis: refused".into()),
+                503,
+                "cluster engine is unavailable",
+            ),
+            (PublishError::ShuttingDown, 503, "shutting down"),
+        ];
+        for (err, status, text) in cases {
+            let app = AppError::from(err);
+            assert_eq!(app.status.as_u16(), status, "{app}");
+            assert!(app.message.contains(text), "{app}");
+            assert!(app.message.contains("nothing was published"), "{app}");
+        }
+        let closed = AppError::from(store(StoreErrorKind::Closed));
+        assert_eq!(closed.status.as_u16(), 503);
+        // A subscribe never gets 507: it stores nothing.
+        let full = AppError::from(SubscribeError::Store(StoreError::new(
+            StoreErrorKind::Full,
+            "no space",
+        )));
+        assert_eq!(full.status.as_u16(), 503);
     }
 }

@@ -7,13 +7,16 @@
 //! writer.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Instant;
 
 use redb::{Database, Durability, ReadableDatabase as _, ReadableTableMetadata as _};
-use tidings_core::{Bounds, Event, EventId, EventIdKind, Retention, Store, StoreError};
+use tidings_core::{
+    Bounds, Event, EventId, EventIdKind, Retention, Store, StoreError, StoreErrorKind,
+};
 
-use crate::error::{OpenError, guarded, store_error};
+use crate::error::{OpenError, damaged, guarded, store_error};
+use crate::fault::{self, Fault};
 use crate::lock::DirLock;
 use crate::open;
 use crate::record::{self, Parsed};
@@ -68,24 +71,36 @@ pub struct OpenReport {
     pub stats: Stats,
 }
 
-/// An open history file.
+/// The open history file, or why there is none.
 #[derive(Debug)]
-struct Opened {
-    /// The database. Declared before `_lock`: it is closed before the lock
-    /// is released.
-    db: Database,
-    /// The data directory's lock, held while the store is open.
-    _lock: DirLock,
+struct Slot {
+    /// The database; `None` while an I/O error's reopening has not
+    /// succeeded yet, and once closed. Declared before `lock`: it is
+    /// closed before the lock is released.
+    db: Option<Database>,
+    /// The data directory's lock, held from opening to closing, across
+    /// reopenings; `None` once closed.
+    lock: Option<DirLock>,
+    /// Counts openings: a call that met an I/O error reopens only the
+    /// database it used, once.
+    generation: u64,
 }
 
 /// The durable, embedded history: one redb file under a locked data
 /// directory.
 #[derive(Debug)]
 pub struct DiskStore {
-    /// The database and the directory lock; `None` once closed. Every call
-    /// holds the read lock for its transaction; closing takes the write
-    /// lock, so it waits for calls in flight and no call sees half a close.
-    open: RwLock<Option<Opened>>,
+    /// The database and the directory lock. Every call holds the read lock
+    /// for its transaction; closing and reopening take the write lock, so
+    /// they wait for calls in flight and no call sees half of either.
+    slot: RwLock<Slot>,
+    /// A write the disk refused: writes are refused up front until
+    /// [`Store::recover`] finds room and a commit that goes through.
+    fault: Mutex<Option<Fault>>,
+    /// The data directory, where the space probe is written.
+    dir: PathBuf,
+    /// The page cache size, for reopening.
+    cache_bytes: usize,
     /// What to keep.
     retention: Retention,
     /// What opening found.
@@ -99,10 +114,14 @@ impl DiskStore {
     pub fn open(dir: &Path, options: Options) -> Result<Self, OpenError> {
         let opened = open::open(dir, options.cache_bytes)?;
         let mut store = Self {
-            open: RwLock::new(Some(Opened {
-                db: opened.db,
-                _lock: opened.lock,
-            })),
+            slot: RwLock::new(Slot {
+                db: Some(opened.db),
+                lock: Some(opened.lock),
+                generation: 0,
+            }),
+            fault: Mutex::new(None),
+            dir: dir.to_path_buf(),
+            cache_bytes: options.cache_bytes,
             retention: options.retention,
             report: OpenReport {
                 file: opened.file.clone(),
@@ -128,27 +147,169 @@ impl DiskStore {
         &self.report
     }
 
-    /// Runs `f` on the open database, or fails if the store was closed.
+    fn fault(&self) -> std::sync::MutexGuard<'_, Option<Fault>> {
+        self.fault.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `f` on the open database. A failure that latched redb (an I/O
+    /// error) reopens the database before it is returned.
     fn with_db<T>(
         &self,
         f: impl FnOnce(&Database) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let open = self.open.read().unwrap_or_else(PoisonError::into_inner);
-        match open.as_ref() {
-            Some(opened) => f(&opened.db),
-            None => Err(StoreError::msg("the history is closed")),
+        self.call(f, |_| {})
+    }
+
+    /// [`with_db`](Self::with_db), telling `on_outage` about an outage
+    /// before the database is reopened.
+    fn call<T>(
+        &self,
+        f: impl FnOnce(&Database) -> Result<T, StoreError>,
+        on_outage: impl FnOnce(&StoreError),
+    ) -> Result<T, StoreError> {
+        let slot = self.slot.read().unwrap_or_else(PoisonError::into_inner);
+        let db = self.usable(&slot)?;
+        let generation = slot.generation;
+        let result = f(db);
+        drop(slot);
+        if let Err(err) = &result
+            && err.kind.is_outage()
+        {
+            on_outage(err);
+            self.reopen_after(generation);
         }
+        result.map_err(|err| self.refined(err))
+    }
+
+    /// Runs the write `f`, refused up front while a fault lasts; a failure
+    /// of the disk starts a fault. `failing` says what an append needs
+    /// (its first sequence number, its size), for the recovery.
+    fn write<T>(
+        &self,
+        failing: Option<(u64, u64)>,
+        f: impl FnOnce(&Database) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        if let Some(fault) = self.fault().as_ref() {
+            return Err(fault.refusal());
+        }
+        self.call(f, |err| {
+            let fault = Fault {
+                kind: err.kind,
+                message: err.message.clone(),
+                needed: failing.map_or(0, |(_, bytes)| bytes),
+                failed_from: failing.map(|(first, _)| first),
+            };
+            let mut known = self.fault();
+            match known.as_mut() {
+                Some(known) => known.merge(fault),
+                None => *known = Some(fault),
+            }
+        })
+    }
+
+    /// The open database, or why there is none.
+    fn usable<'a>(&self, slot: &'a Slot) -> Result<&'a Database, StoreError> {
+        match (&slot.db, &slot.lock) {
+            (Some(db), _) => Ok(db),
+            (None, None) => Err(StoreError::new(
+                StoreErrorKind::Closed,
+                "the history is closed",
+            )),
+            (None, Some(_)) => Err(self.refined(StoreError::new(
+                StoreErrorKind::Unavailable,
+                "the history file is being reopened after an I/O error",
+            ))),
+        }
+    }
+
+    /// An error met during a fault says what the fault is (a full disk),
+    /// rather than what redb says after it (an earlier I/O error).
+    fn refined(&self, mut err: StoreError) -> StoreError {
+        if err.kind == StoreErrorKind::Unavailable
+            && let Some(fault) = self.fault().as_ref()
+        {
+            err.kind = fault.kind;
+        }
+        err
+    }
+
+    /// Reopens the database of `generation` after an I/O error latched it,
+    /// unless that was done already (or the store is closed).
+    fn reopen_after(&self, generation: u64) {
+        let mut slot = self.slot.write().unwrap_or_else(PoisonError::into_inner);
+        if slot.generation != generation || slot.lock.is_none() {
+            return;
+        }
+        if let Err(err) = self.reopen(&mut slot) {
+            tracing::debug!(error = %err, "reopening the history file failed; retrying in the background");
+        }
+    }
+
+    /// Closes the database of `slot` (if open) and opens it again.
+    fn reopen(&self, slot: &mut Slot) -> Result<(), StoreError> {
+        slot.generation += 1;
+        drop(slot.db.take());
+        let started = Instant::now();
+        let (db, repaired) = open::reopen(&self.report.file, self.cache_bytes)
+            .map_err(OpenError::into_store_error)?;
+        slot.db = Some(db);
+        tracing::debug!(
+            repaired,
+            seconds = started.elapsed().as_secs_f64(),
+            "reopened the history file after an I/O error"
+        );
+        Ok(())
+    }
+
+    /// See [`Store::recover`]. The space probe runs without a lock (reads
+    /// go on meanwhile); the commit that proves the file takes writes is a
+    /// write like an append.
+    fn recover_now(&self) -> Result<(), StoreError> {
+        let closed = || StoreError::new(StoreErrorKind::Closed, "the history is closed");
+        let fault = self.fault().clone();
+        let needed = fault.as_ref().map_or(0, |f| f.needed);
+        let reopen = {
+            let slot = self.slot.read().unwrap_or_else(PoisonError::into_inner);
+            if slot.lock.is_none() {
+                return Err(closed());
+            }
+            slot.db.is_none()
+        };
+        if reopen || fault.is_some() {
+            fault::probe_space(&self.dir, needed).map_err(|e| self.refined(e))?;
+        }
+        if reopen {
+            // Reopening repairs (reads the whole file): only once there is
+            // room for it to finish.
+            let mut slot = self.slot.write().unwrap_or_else(PoisonError::into_inner);
+            if slot.lock.is_none() {
+                return Err(closed());
+            }
+            if slot.db.is_none() {
+                self.reopen(&mut slot).map_err(|e| self.refined(e))?;
+            }
+        }
+        let Some(fault) = fault else {
+            return Ok(());
+        };
+        let rolled_back = self.with_db(|db| fault::recommit(db, fault.failed_from))?;
+        if rolled_back > 0 {
+            tracing::warn!(
+                events = rolled_back,
+                "an append whose commit failed had reached the history file anyway: rolled back, since it was never acknowledged"
+            );
+        }
+        // Writes were refused meanwhile: no newer fault to keep.
+        *self.fault() = None;
+        Ok(())
     }
 
     /// Closes the file cleanly and releases the directory; every call
     /// after it fails. Waits for calls in flight.
     fn close_file(&self) -> Result<(), StoreError> {
-        let closed = self
-            .open
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        drop(closed);
+        let mut slot = self.slot.write().unwrap_or_else(PoisonError::into_inner);
+        drop(slot.db.take());
+        drop(slot.lock.take());
         Ok(())
     }
 
@@ -183,6 +344,13 @@ impl DiskStore {
     }
 }
 
+fn no_next() -> StoreError {
+    StoreError::new(
+        StoreErrorKind::Damaged,
+        "the history has no next sequence number",
+    )
+}
+
 fn bounds_in(
     events: &impl redb::ReadableTable<u64, &'static [u8]>,
     meta: &impl redb::ReadableTable<&'static str, u64>,
@@ -190,7 +358,7 @@ fn bounds_in(
     let err = |e: redb::StorageError| store_error("reading the bounds", e);
     let next = meta_get(meta, META_NEXT)
         .map_err(err)?
-        .ok_or_else(|| StoreError::msg("the history has no next sequence number"))?;
+        .ok_or_else(no_next)?;
     let first = events
         .first()
         .map_err(err)?
@@ -201,12 +369,27 @@ fn bounds_in(
 fn decode(seq: u64, record: &[u8]) -> Result<Arc<Event>, StoreError> {
     Parsed::new(record)
         .and_then(|parsed| parsed.to_event(seq))
-        .map_err(|e| store_error(&format!("event {seq} cannot be read"), e))
+        .map_err(|e| damaged(&format!("event {seq} cannot be read"), e))
+}
+
+/// About what `events` take in the file: their records, before redb's
+/// own pages.
+fn weight(events: &[Arc<Event>]) -> u64 {
+    events
+        .iter()
+        .map(|e| {
+            let topics: usize = e.topics.iter().map(|t| t.len() + 2).sum();
+            (e.frame.len() + e.id.len() + topics + 16) as u64
+        })
+        .sum()
 }
 
 impl Store for DiskStore {
     fn append(&self, events: &[Arc<Event>]) -> Result<(), StoreError> {
-        guarded("appending", || self.with_db(|db| append_events(db, events)))
+        let failing = events.first().map(|first| (first.seq, weight(events)));
+        guarded("appending", || {
+            self.write(failing, |db| append_events(db, events))
+        })
     }
 
     fn read_after(&self, after: u64, limit: usize) -> Result<Vec<Arc<Event>>, StoreError> {
@@ -225,7 +408,7 @@ impl Store for DiskStore {
 
     fn enforce_retention(&self, now_ms: u64) -> Result<u64, StoreError> {
         guarded("enforcing retention", || {
-            self.with_db(|db| trim(db, &self.retention, now_ms))
+            self.write(None, |db| trim(db, &self.retention, now_ms))
         })
     }
 
@@ -235,6 +418,14 @@ impl Store for DiskStore {
 
     fn close(&self) -> Result<(), StoreError> {
         guarded("closing", || self.close_file())
+    }
+
+    /// Reopens the file if an I/O error left it closed, then, while writes
+    /// are refused, checks that there is room for what failed and that a
+    /// commit goes through (rolling back a failed append that reached the
+    /// file anyway).
+    fn recover(&self) -> Result<(), StoreError> {
+        guarded("recovering", || self.recover_now())
     }
 }
 
@@ -251,7 +442,7 @@ fn append_events(db: &Database, events: &[Arc<Event>]) -> Result<(), StoreError>
         let mut meta = tx.open_table(META).map_err(|e| err(e.into()))?;
         let mut next = meta_get(&meta, META_NEXT)
             .map_err(|e| err(e.into()))?
-            .ok_or_else(|| StoreError::msg("the history has no next sequence number"))?;
+            .ok_or_else(no_next)?;
         let mut bytes = meta_get(&meta, META_BYTES)
             .map_err(|e| err(e.into()))?
             .unwrap_or(0);
@@ -262,11 +453,10 @@ fn append_events(db: &Database, events: &[Arc<Event>]) -> Result<(), StoreError>
         for event in events {
             if event.seq < next && !empty {
                 // Dropping `tx` aborts it: nothing of the batch stays.
-                return Err(StoreError::msg(format!(
-                    "sequence number {} is not after {}",
-                    event.seq,
-                    next - 1
-                )));
+                return Err(StoreError::new(
+                    StoreErrorKind::Invalid,
+                    format!("sequence number {} is not after {}", event.seq, next - 1),
+                ));
             }
             empty = false;
             buf.clear();
@@ -363,5 +553,65 @@ fn trim(db: &Database, retention: &Retention, now_ms: u64) -> Result<u64, StoreE
         // long as the chunk took leaves appends at least half the
         // writer's time however much there is to trim.
         std::thread::sleep(started.elapsed());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+    use tidings_core::Update;
+
+    use super::*;
+
+    fn event(seq: u64, id: Option<&str>) -> Arc<Event> {
+        let update = Update {
+            topics: vec!["t".into()],
+            data: format!("event {seq}"),
+            id: id.map(Into::into),
+            ..Update::default()
+        };
+        Arc::new(Event::encode(seq, &update, 0).unwrap())
+    }
+
+    /// An append whose commit reported a failure but reached the file (an
+    /// fsync that failed after the header was written) is rolled back by
+    /// the recovery: its publishers were told it failed.
+    #[test]
+    fn recovery_rolls_back_a_failed_append_that_landed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DiskStore::open(dir.path(), Options::default()).unwrap();
+        let first = store.bounds().unwrap().next;
+        let kept = [event(first, Some("kept"))];
+        store.append(&kept).unwrap();
+        let landed = [event(first + 1, Some("landed")), event(first + 2, None)];
+        store.append(&landed).unwrap();
+        // As if that second append had failed after all.
+        *store.fault() = Some(Fault {
+            kind: StoreErrorKind::Unavailable,
+            message: "fsync failed".into(),
+            needed: 0,
+            failed_from: Some(first + 1),
+        });
+        let refused = store.append(&[event(first + 1, None)]).unwrap_err();
+        assert_eq!(refused.kind, StoreErrorKind::Unavailable);
+        assert!(refused.message.contains("refused until the store recovers"));
+        store.recover().unwrap();
+        assert_eq!(
+            store.bounds().unwrap(),
+            Bounds {
+                first,
+                next: first + 1
+            }
+        );
+        assert!(store.find_id("landed").unwrap().is_none());
+        assert_eq!(store.find_id("kept").unwrap().unwrap().seq, first);
+        assert_eq!(store.stats().unwrap().bytes, kept[0].frame.len() as u64);
+        // The numbers go to the next append.
+        store.append(&[event(first + 1, Some("next"))]).unwrap();
+        assert_eq!(store.read_after(0, 10).unwrap().len(), 2);
+        drop(store);
+        let report = crate::check(dir.path(), 1 << 20).unwrap();
+        assert_eq!((report.events, report.publisher_ids), (2, 2));
     }
 }

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use tidings_core::StoreError;
+use tidings_core::{StoreError, StoreErrorKind};
 
 /// A store could not be opened. Nothing on disk was changed.
 #[derive(Debug, thiserror::Error)]
@@ -86,9 +86,71 @@ impl OpenError {
     }
 }
 
-/// A redb (or record) failure during normal operation, for the hub.
-pub(crate) fn store_error(what: &str, err: impl std::fmt::Display) -> StoreError {
-    StoreError::msg(format!("{what}: {err}"))
+impl OpenError {
+    /// This error met while reopening the history of a running hub, as the
+    /// hub's kind of error.
+    pub(crate) fn into_store_error(self) -> StoreError {
+        let kind = match &self {
+            Self::Io { source, .. } => io_kind(source),
+            Self::Locked { .. } => StoreErrorKind::Unavailable,
+            Self::Damaged { .. } | Self::Unsupported { .. } => StoreErrorKind::Damaged,
+        };
+        StoreError::new(kind, format!("reopening the history: {self}"))
+    }
+}
+
+/// What an I/O error means for the hub: no space (or quota) left, or
+/// some other failure of the disk.
+pub(crate) fn io_kind(err: &std::io::Error) -> StoreErrorKind {
+    /// `ENOSPC` and `EDQUOT` on Linux, for errors std does not sort.
+    const NO_SPACE: [i32; 2] = [28, 122];
+    let full = matches!(
+        err.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    ) || err
+        .raw_os_error()
+        .is_some_and(|code| NO_SPACE.contains(&code));
+    if full {
+        StoreErrorKind::Full
+    } else {
+        StoreErrorKind::Unavailable
+    }
+}
+
+/// What a redb error means for the hub. Only an I/O error (and redb's
+/// refusal after one) is an outage: those latch redb until the database is
+/// reopened.
+pub(crate) fn redb_kind(err: &redb::Error) -> StoreErrorKind {
+    use redb::Error as E;
+    match err {
+        E::Io(source) => io_kind(source),
+        // A write failed earlier and redb refuses everything until the
+        // database is reopened (the store does that at once).
+        E::PreviousIo => StoreErrorKind::Unavailable,
+        E::DatabaseClosed => StoreErrorKind::Closed,
+        E::Corrupted(_)
+        | E::UpgradeRequired(_)
+        | E::TableTypeMismatch { .. }
+        | E::TableIsMultimap(_)
+        | E::TableIsNotMultimap(_)
+        | E::TypeDefinitionChanged { .. }
+        | E::TableDoesNotExist(_) => StoreErrorKind::Damaged,
+        // The rest is a misuse of redb (a transaction left open, a value
+        // too large, ...), not a fault of the disk: no reopening helps.
+        _ => StoreErrorKind::Invalid,
+    }
+}
+
+/// A redb failure during normal operation, for the hub, sorted by what it
+/// means (a full disk, an I/O error, damage, ...).
+pub(crate) fn store_error(what: &str, err: impl Into<redb::Error>) -> StoreError {
+    let err = err.into();
+    StoreError::new(redb_kind(&err), format!("{what}: {err}"))
+}
+
+/// A record that does not read back.
+pub(crate) fn damaged(what: &str, err: impl std::fmt::Display) -> StoreError {
+    StoreError::new(StoreErrorKind::Damaged, format!("{what}: {err}"))
 }
 
 /// Runs `call`, turning a panic into an error. redb trusts the pages it
@@ -100,9 +162,12 @@ pub(crate) fn guarded<T>(
     call: impl FnOnce() -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
     catch_panic(call, |detail| {
-        StoreError::msg(format!(
-            "{what} failed, the history file looks damaged ({detail}); see docs/storage.md"
-        ))
+        StoreError::new(
+            StoreErrorKind::Damaged,
+            format!(
+                "{what} failed, the history file looks damaged ({detail}); see docs/storage.md"
+            ),
+        )
     })
 }
 

@@ -25,6 +25,7 @@
 mod check;
 mod disk;
 mod error;
+mod fault;
 mod lock;
 mod open;
 mod record;

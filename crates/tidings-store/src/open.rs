@@ -28,6 +28,10 @@ pub const HISTORY_FILE: &str = "history.redb";
 /// Where a new history file is built before it is renamed into place.
 const NEW_FILE: &str = "history.redb.new";
 
+/// Written and removed again while the disk is full, to see whether the
+/// space a failed write needs has come back.
+pub(crate) const SPACE_PROBE_FILE: &str = "space-probe";
+
 /// An opened, checked history file and its directory lock.
 #[derive(Debug)]
 pub(crate) struct OpenFile {
@@ -52,6 +56,17 @@ pub(crate) fn open(dir: &Path, cache_bytes: usize) -> Result<OpenFile, OpenError
         source,
     })?;
     let lock = DirLock::acquire(dir)?;
+    // Left by a hub that died while checking for free space.
+    let probe = dir.join(SPACE_PROBE_FILE);
+    match fs::remove_file(&probe) {
+        Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+            return Err(OpenError::Io {
+                path: probe,
+                source: err,
+            });
+        }
+        _ => {}
+    }
     let file = dir.join(HISTORY_FILE);
     let created = match fs::symlink_metadata(&file) {
         Ok(_) => false,
@@ -61,36 +76,69 @@ pub(crate) fn open(dir: &Path, cache_bytes: usize) -> Result<OpenFile, OpenError
         }
         Err(source) => return Err(OpenError::Io { path: file, source }),
     };
-    let repaired = Arc::new(AtomicBool::new(false));
-    let seen = Arc::clone(&repaired);
-    let shown = file.clone();
-    let db = Database::builder()
-        .set_cache_size(cache_bytes)
-        .set_repair_callback(move |session| {
-            if !seen.swap(true, Ordering::Relaxed) {
-                tracing::warn!(
-                    file = %shown.display(),
-                    "the history file was not closed cleanly (crash or kill): checking and repairing it"
-                );
-            }
-            tracing::debug!(progress = session.progress(), "repairing the history file");
-        })
-        .open(&file)
-        .map_err(|err| OpenError::from_redb(&file, err))?;
-    catch_panic(
-        || check_layout(&db, &file),
-        |detail| OpenError::Damaged {
-            file: file.clone(),
-            detail,
-        },
-    )?;
+    let (db, repaired) = open_file(&file, cache_bytes, Repair::Warn)?;
     Ok(OpenFile {
         db,
         lock,
         file,
         created,
-        repaired: repaired.load(Ordering::Relaxed),
+        repaired,
     })
+}
+
+/// Opens the history `file` again, in a directory whose lock this process
+/// holds, after an I/O error made redb refuse every call (it repairs the
+/// file, as after a crash, about 0.6 s per million events). A file that
+/// is gone is damage, not a new history.
+pub(crate) fn reopen(file: &Path, cache_bytes: usize) -> Result<(Database, bool), OpenError> {
+    fs::symlink_metadata(file).map_err(|err| OpenError::Damaged {
+        file: file.to_path_buf(),
+        detail: format!("the file is gone ({err})"),
+    })?;
+    open_file(file, cache_bytes, Repair::Quiet)
+}
+
+/// What a repair is worth saying.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Repair {
+    /// At start-up: the file was not closed cleanly, a warning.
+    Warn,
+    /// Reopening after an I/O error: expected, the outage is logged already.
+    Quiet,
+}
+
+/// Opens `file` with redb (which repairs a file not closed cleanly) and
+/// checks that it is a history this build reads; says whether it was
+/// repaired.
+fn open_file(file: &Path, cache_bytes: usize, say: Repair) -> Result<(Database, bool), OpenError> {
+    let repaired = Arc::new(AtomicBool::new(false));
+    let seen = Arc::clone(&repaired);
+    let shown = file.to_path_buf();
+    let db = Database::builder()
+        .set_cache_size(cache_bytes)
+        .set_repair_callback(move |session| {
+            if !seen.swap(true, Ordering::Relaxed) {
+                if say == Repair::Warn {
+                    tracing::warn!(
+                        file = %shown.display(),
+                        "the history file was not closed cleanly (crash or kill): checking and repairing it"
+                    );
+                } else {
+                    tracing::debug!(file = %shown.display(), "repairing the history file after an I/O error");
+                }
+            }
+            tracing::debug!(progress = session.progress(), "repairing the history file");
+        })
+        .open(file)
+        .map_err(|err| OpenError::from_redb(file, err))?;
+    catch_panic(
+        || check_layout(&db, file),
+        |detail| OpenError::Damaged {
+            file: file.to_path_buf(),
+            detail,
+        },
+    )?;
+    Ok((db, repaired.load(Ordering::Relaxed)))
 }
 
 /// Builds an empty history under a temporary name and renames it to

@@ -5,7 +5,7 @@
 use redb::{ReadableTable as _, ReadableTableMetadata as _, WriteTransaction};
 use tidings_core::{Retention, StoreError};
 
-use crate::error::store_error;
+use crate::error::{damaged, store_error};
 use crate::record::Parsed;
 use crate::tables::{EVENTS, IDS, META, META_BYTES, meta_get};
 
@@ -44,7 +44,7 @@ pub(crate) fn trim_chunk(
         let seq = key.value();
         let record = value.value();
         let parsed = Parsed::new(record)
-            .map_err(|e| store_error(&format!("enforcing retention: event {seq}"), e))?;
+            .map_err(|e| damaged(&format!("enforcing retention: event {seq}"), e))?;
         let too_many = retention.max_events.is_some_and(|max| count > max);
         let too_big = retention.max_bytes.is_some_and(|max| bytes > max);
         let too_old = max_age_ms.is_some_and(|age| parsed.time_ms.saturating_add(age) < now_ms);

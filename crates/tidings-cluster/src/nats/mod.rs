@@ -29,7 +29,7 @@ use async_nats::connection::State;
 use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::stream::{Config, DiscardPolicy, LastRawMessageErrorKind, StorageType};
-use async_nats::jetstream::{self, Context, ContextBuilder};
+use async_nats::jetstream::{self, Context, ContextBuilder, ErrorCode};
 use bytes::Bytes;
 use futures_util::FutureExt as _;
 use futures_util::future::BoxFuture;
@@ -277,11 +277,39 @@ impl NatsCluster {
                         duplicate: true,
                     }
                 }
-                Err(err) => return Err(PublishError::Unavailable(format!("NATS: {err}"))),
+                Err(err) => return Err(publish_error(&err)),
             };
             set(&mut outcomes, index, outcome);
         }
         published(updates, &outcomes)
+    }
+}
+
+/// A publish JetStream refused: out of room (the stream at a limit with
+/// discard-new, the server or the account out of storage) is a full
+/// engine; anything else, an engine that cannot be used now.
+fn publish_error(err: &async_nats::jetstream::context::PublishError) -> PublishError {
+    let message = format!("NATS: {err}");
+    let code = std::error::Error::source(err)
+        .and_then(|source| source.downcast_ref::<jetstream::Error>())
+        .map(jetstream::Error::error_code);
+    let full = match code {
+        Some(
+            ErrorCode::INSUFFICIENT_RESOURCES
+            | ErrorCode::STORAGE_RESOURCES_EXCEEDED
+            | ErrorCode::ACCOUNT_RESOURCES_EXCEEDED,
+        ) => true,
+        // "maximum bytes exceeded", "maximum messages exceeded": a stream
+        // limit reached with discard-new.
+        Some(ErrorCode::STREAM_STORE_FAILED) => {
+            message.contains("maximum") && message.contains("exceeded")
+        }
+        _ => false,
+    };
+    if full {
+        PublishError::EngineFull(message)
+    } else {
+        PublishError::Unavailable(message)
     }
 }
 

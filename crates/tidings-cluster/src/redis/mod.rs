@@ -149,8 +149,22 @@ impl RedisCluster {
         let reply: Vec<String> = invocation
             .invoke_async(&mut conn)
             .await
-            .map_err(|e| PublishError::Unavailable(format!("Redis: {e}")))?;
+            .map_err(|e| publish_error(&e))?;
         parse_reply(updates, &reply)
+    }
+}
+
+/// A failed publish: Redis out of memory (`maxmemory` reached with the
+/// `noeviction` policy, or a full disk under its append-only file) is a
+/// full engine; anything else, an engine that cannot be used now.
+fn publish_error(e: &redis::RedisError) -> PublishError {
+    let message = format!("Redis: {e}");
+    let out_of_memory = e.code() == Some("OOM");
+    let disk_full = e.code() == Some("MISCONF") && message.contains("No space left");
+    if out_of_memory || disk_full {
+        PublishError::EngineFull(message)
+    } else {
+        PublishError::Unavailable(message)
     }
 }
 

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
@@ -50,6 +50,20 @@ fn free_port() -> u16 {
 }
 
 impl Engine {
+    /// Starts `kind` on a free port with its data in `dir` (created; removed
+    /// on drop).
+    pub async fn start_in(kind: Kind, dir: PathBuf) -> Self {
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut engine = Self {
+            kind,
+            port: free_port(),
+            dir,
+            child: None,
+        };
+        engine.restart().await;
+        engine
+    }
+
     /// Starts `kind` on a free port with fresh data.
     pub async fn start(kind: Kind) -> Self {
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -157,6 +171,125 @@ impl Engine {
             .ok()
             .flatten()
             .unwrap_or(false)
+    }
+
+    /// Sends one command to Redis; returns the reply: a status or error
+    /// line as sent (`+OK`, `-OOM …`), an integer's digits, or a bulk
+    /// string's text.
+    pub async fn redis(&self, args: &[&str]) -> String {
+        assert_eq!(self.kind, Kind::Redis);
+        let stream = TcpStream::connect(("127.0.0.1", self.port)).await.unwrap();
+        let mut stream = BufReader::new(stream);
+        let mut command = format!("*{}\r\n", args.len());
+        for arg in args {
+            command.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+        }
+        stream
+            .get_mut()
+            .write_all(command.as_bytes())
+            .await
+            .unwrap();
+        let mut line = String::new();
+        stream.read_line(&mut line).await.unwrap();
+        let line = line.trim_end().to_owned();
+        match line.strip_prefix('$') {
+            Some(len) => {
+                let len: usize = len.parse().unwrap();
+                let mut bulk = vec![0u8; len + 2];
+                stream.read_exact(&mut bulk).await.unwrap();
+                bulk.truncate(len);
+                String::from_utf8(bulk).unwrap()
+            }
+            None => line.strip_prefix(':').unwrap_or(&line).to_owned(),
+        }
+    }
+
+    /// Redis's `used_memory`, in bytes.
+    pub async fn redis_used_memory(&self) -> u64 {
+        let info = self.redis(&["INFO", "memory"]).await;
+        info.lines()
+            .find_map(|l| l.strip_prefix("used_memory:"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    /// Sends a JetStream API request (`$JS.API.…`) over the plain NATS
+    /// protocol; returns the JSON reply.
+    pub async fn jetstream(&self, subject: &str, body: &serde_json::Value) -> serde_json::Value {
+        assert_eq!(self.kind, Kind::Nats);
+        let stream = TcpStream::connect(("127.0.0.1", self.port)).await.unwrap();
+        let mut stream = BufReader::new(stream);
+        let mut line = String::new();
+        stream.read_line(&mut line).await.unwrap();
+        assert!(line.starts_with("INFO"), "{line}");
+        let payload = body.to_string();
+        let request = format!(
+            "CONNECT {{\"verbose\":false,\"pedantic\":false}}\r\nSUB _INBOX.test 1\r\nPUB {subject} _INBOX.test {}\r\n{payload}\r\n",
+            payload.len()
+        );
+        stream
+            .get_mut()
+            .write_all(request.as_bytes())
+            .await
+            .unwrap();
+        let reply = async {
+            loop {
+                line.clear();
+                stream.read_line(&mut line).await.unwrap();
+                let words: Vec<&str> = line.split_whitespace().collect();
+                match words.first().copied() {
+                    Some("MSG") => {
+                        let len: usize = words.last().unwrap().parse().unwrap();
+                        let mut bulk = vec![0u8; len + 2];
+                        stream.read_exact(&mut bulk).await.unwrap();
+                        bulk.truncate(len);
+                        return serde_json::from_slice::<serde_json::Value>(&bulk).unwrap();
+                    }
+                    Some("PING") => stream.get_mut().write_all(b"PONG\r\n").await.unwrap(),
+                    Some("-ERR") => panic!("NATS: {line}"),
+                    _ => {}
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), reply)
+            .await
+            .expect("no JetStream reply")
+    }
+
+    /// Creates the JetStream stream the hubs use (`TIDINGS` over
+    /// `tidings.>`) with discard-new: once `max_bytes` are stored it
+    /// refuses publishes instead of dropping the oldest messages. (A hub
+    /// creates its stream with discard-old; it keeps an operator's choice
+    /// and sets only the limits to its `--history-*` flags.)
+    pub async fn create_discard_new_stream(&self, max_bytes: u64) {
+        let config = serde_json::json!({
+            "name": "TIDINGS",
+            "subjects": ["tidings.>"],
+            "retention": "limits",
+            "storage": "file",
+            "discard": "new",
+            "max_bytes": max_bytes,
+            "num_replicas": 1,
+        });
+        let reply = self
+            .jetstream("$JS.API.STREAM.CREATE.TIDINGS", &config)
+            .await;
+        assert!(reply.get("error").is_none(), "{reply}");
+    }
+
+    /// Sets the `max_bytes` of the stream `TIDINGS`.
+    pub async fn set_stream_max_bytes(&self, max_bytes: u64) {
+        let info = self
+            .jetstream("$JS.API.STREAM.INFO.TIDINGS", &serde_json::json!({}))
+            .await;
+        let mut config = info["config"].clone();
+        config["max_bytes"] = max_bytes.into();
+        let reply = self
+            .jetstream("$JS.API.STREAM.UPDATE.TIDINGS", &config)
+            .await;
+        assert!(reply.get("error").is_none(), "{reply}");
     }
 
     /// Kills the process (SIGKILL: the data on disk is what a crash
