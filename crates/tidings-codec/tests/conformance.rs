@@ -42,11 +42,13 @@ struct Expected {
 }
 
 fn vectors() -> Vec<Vector> {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../conformance/sse-vectors.json"
-    );
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    // The package's directory as `cargo test` gives it when the test runs,
+    // not as it was when the binary was built: CI builds this test in a
+    // clone of the repository too, sharing the target directory.
+    let dir = std::env::var("CARGO_MANIFEST_DIR")
+        .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned());
+    let path = format!("{dir}/../../conformance/sse-vectors.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     let file: File = serde_json::from_str(&text).unwrap();
     file.vectors
 }
