@@ -11,7 +11,9 @@
 //! engine's own, fail publishes fast when the engine is unreachable, and
 //! let a follower resume from its last place once the engine is back.
 //!
-//! [`connect`] picks the engine from the `--cluster` URL ([`EngineUrl`]).
+//! [`connect`] picks the engine from the `--cluster` URL ([`EngineUrl`]);
+//! [`roster`] opens the same engine's records of active subscriptions
+//! ([`RedisRoster`], [`NatsRoster`]).
 
 mod backoff;
 mod engine_url;
@@ -22,9 +24,9 @@ mod redis;
 use std::sync::Arc;
 
 pub use engine_url::{EngineUrl, UrlError, redacted};
-pub use nats::NatsCluster;
-pub use redis::RedisCluster;
-use tidings_core::{Cluster, Retention};
+pub use nats::{NatsCluster, NatsRoster};
+pub use redis::{RedisCluster, RedisRoster};
+use tidings_core::{Cluster, Retention, Roster};
 
 /// The cluster engine cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -57,5 +59,22 @@ pub async fn connect(url: &str, retention: Retention) -> Result<Arc<dyn Cluster>
             stream,
             subject,
         } => Arc::new(NatsCluster::connect(&url, &stream, &subject, retention).await?),
+    })
+}
+
+/// Opens the active-subscription records ([`Roster`]) in the engine of a
+/// `--cluster` URL, each hub's under a lease of `lease`. Needs a Tokio
+/// runtime.
+pub async fn roster(
+    url: &str,
+    lease: std::time::Duration,
+) -> Result<Arc<dyn Roster>, ConnectError> {
+    Ok(match EngineUrl::parse(url)? {
+        EngineUrl::Redis { url, prefix } => {
+            Arc::new(RedisRoster::connect(&url, &prefix, lease).await?)
+        }
+        EngineUrl::Nats { url, stream, .. } => {
+            Arc::new(NatsRoster::connect(&url, &stream, lease).await?)
+        }
     })
 }

@@ -46,6 +46,7 @@ mod fanout;
 mod shared;
 
 mod history;
+mod presence;
 mod registry;
 mod subscriber;
 
@@ -56,6 +57,7 @@ mod error;
 mod event;
 mod metrics;
 mod replay;
+mod roster;
 mod store;
 
 pub use cluster::{Cluster, ClusterError, Entry};
@@ -63,7 +65,12 @@ pub use config::HubConfig;
 pub use error::{PublishError, SubscribeError};
 pub use event::{Event, EventId, Published, Update, UpdateError};
 pub use hub::Hub;
+pub use presence::{
+    ActiveSubscription, JSONLD_CONTEXT, ListError, PresenceConfig, SUBSCRIPTIONS_PATH,
+    SubscriptionList, expand,
+};
 pub use replay::{GAP_EVENT_TYPE, Resume};
+pub use roster::{Lease, Roster, RosterChange};
 pub use store::{Bounds, EventIdKind, MemoryStore, Retention, Store, StoreError, initial_seq};
 pub use subscriber::{DirectWrite, End, SubscribeRequest, SubscriberAuth};
 pub use subscription::{AbortWatch, MAX_BATCH, Subscription};

@@ -26,6 +26,7 @@ mod raw;
 mod server;
 mod state;
 mod subscribe;
+mod subscriptions;
 pub mod tls;
 
 pub use app::{EVENTS_PATH, HUB_PATH, PUBLISH_PATH, app};
