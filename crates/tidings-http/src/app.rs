@@ -26,6 +26,10 @@ pub fn app(state: AppState) -> Router {
         .route(PUBLISH_PATH, post(publish::handler))
         .route(subscriptions::PATH, get(subscriptions::handler))
         .route(
+            &format!("{}/", subscriptions::PATH),
+            get(subscriptions::handler),
+        )
+        .route(
             &format!("{}/{{*rest}}", subscriptions::PATH),
             get(subscriptions::handler),
         )
