@@ -63,7 +63,11 @@ async fn connect_and_disconnect_publish_private_subscription_events() {
         .iter()
         .map(|d| (d["topic"].as_str().unwrap().to_owned(), d.clone()))
         .collect();
-    assert_eq!(by_topic.len(), 2, "one event per distinct selector: {active:#?}");
+    assert_eq!(
+        by_topic.len(),
+        2,
+        "one event per distinct selector: {active:#?}"
+    );
     for topic in [BOOKS, ODD] {
         let expected = json!({
             "@context": "https://mercure.rocks/",
@@ -195,7 +199,12 @@ async fn the_api_lists_filters_and_authorizes() {
         }
     }
     let post = hub
-        .request("POST", API, &[("Authorization", &format!("Bearer {watcher}"))], b"")
+        .request(
+            "POST",
+            API,
+            &[("Authorization", &format!("Bearer {watcher}"))],
+            b"",
+        )
         .await;
     assert_eq!(post.status, 405);
     assert!(post.json()["error"].is_string());
@@ -252,7 +261,10 @@ async fn fetch_then_subscribe_from_last_event_id_loses_nothing() {
         truth = again;
     }
     let (final_id, final_subs) = truth;
-    assert!(final_subs.len() >= 5, "readers and kept subscribers are listed");
+    assert!(
+        final_subs.len() >= 5,
+        "readers and kept subscribers are listed"
+    );
     for (n, (mut subs, mut stream)) in readers.into_iter().enumerate() {
         loop {
             let (event_id, doc) = next_doc(&mut stream).await;
@@ -286,7 +298,10 @@ async fn off_by_default_the_api_is_404_and_nothing_is_published() {
         let response = get(&hub, &path, Some(&watcher_token())).await;
         assert_eq!(response.status, 404, "{path}");
         assert!(
-            response.json()["error"].as_str().unwrap().contains("--subscriptions"),
+            response.json()["error"]
+                .as_str()
+                .unwrap()
+                .contains("--subscriptions"),
             "{path}"
         );
     }
@@ -298,14 +313,25 @@ async fn off_by_default_the_api_is_404_and_nothing_is_published() {
 /// client.
 #[tokio::test]
 async fn dev_mode_answers_loopback_clients_only() {
-    let hub = TestHub::start(&["--memory", "--subscriptions", "--trusted-proxy", "127.0.0.1"]).await;
+    let hub = TestHub::start(&[
+        "--memory",
+        "--subscriptions",
+        "--trusted-proxy",
+        "127.0.0.1",
+    ])
+    .await;
     let local = hub.request("GET", API, &[], b"").await;
     assert_eq!(local.status, 200, "{}", local.text());
     let remote = hub
         .request("GET", API, &[("X-Forwarded-For", "192.0.2.7")], b"")
         .await;
     assert_eq!(remote.status, 403);
-    assert!(remote.json()["error"].as_str().unwrap().contains("loopback"));
+    assert!(
+        remote.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("loopback")
+    );
 }
 
 /// A hub that stops (SIGTERM) reports its subscriptions inactive first:
@@ -322,7 +348,10 @@ async fn shutdown_reports_every_subscription_inactive() {
     let mut watcher = watch(&hub, Some("earliest")).await;
     let (_, on) = next_doc(&mut watcher).await;
     let (_, off) = next_doc(&mut watcher).await;
-    assert_eq!((on["topic"].as_str(), on["active"].as_bool()), (Some(BOOKS), Some(true)));
+    assert_eq!(
+        (on["topic"].as_str(), on["active"].as_bool()),
+        (Some(BOOKS), Some(true))
+    );
     assert_eq!(off["id"], on["id"]);
     assert_eq!(off["active"], false);
 }

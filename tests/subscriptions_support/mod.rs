@@ -52,7 +52,12 @@ pub fn target(selectors: &[&str]) -> String {
 
 /// Opens a stream on `hub` to `selectors` with `token` (if any), from
 /// `last` (if any).
-pub async fn open(hub: &TestHub, selectors: &[&str], token: Option<&str>, last: Option<&str>) -> Stream {
+pub async fn open(
+    hub: &TestHub,
+    selectors: &[&str],
+    token: Option<&str>,
+    last: Option<&str>,
+) -> Stream {
     let mut target = target(selectors);
     if let Some(last) = last {
         target.push_str(&format!("&lastEventID={}", pct(last)));
@@ -76,8 +81,8 @@ pub async fn watch(hub: &TestHub, last: Option<&str>) -> Stream {
 /// The next subscription event: its SSE id and its document.
 pub async fn next_doc(stream: &mut Stream) -> (String, Value) {
     let event = stream.next_event().await.expect("the stream ended");
-    let doc: Value = serde_json::from_str(&event.data)
-        .unwrap_or_else(|e| panic!("{e}: {}", event.data));
+    let doc: Value =
+        serde_json::from_str(&event.data).unwrap_or_else(|e| panic!("{e}: {}", event.data));
     (event.last_event_id, doc)
 }
 

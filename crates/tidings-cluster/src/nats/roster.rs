@@ -20,7 +20,7 @@ use std::time::Duration;
 use async_nats::jetstream::consumer::push::OrderedConfig;
 use async_nats::jetstream::consumer::{DeliverPolicy, ReplayPolicy};
 use async_nats::jetstream::kv::{self, CreateErrorKind, Operation, UpdateErrorKind};
-use async_nats::jetstream::stream::StorageType;
+use async_nats::jetstream::stream::{self, DiscardPolicy, StorageType};
 use async_nats::jetstream::{Context, ContextBuilder};
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
@@ -75,24 +75,38 @@ impl NatsRoster {
             .await
             .map_err(|e| unreachable(e.to_string()))?;
         let js = ContextBuilder::new().timeout(TIMEOUT).build(client);
-        let bucket = |name: String, max_age: Duration| kv::Config {
-            bucket: name,
-            history: 1,
+        // The bucket's stream, as a key-value bucket of one revision per
+        // key is made (the client's own `create_key_value` first asks for
+        // account details in a form server 2.9 does not give).
+        let bucket = |name: String, max_age: Duration| stream::Config {
+            name: format!("KV_{name}"),
+            subjects: vec![format!("$KV.{name}.>")],
+            max_messages_per_subject: 1,
             max_age,
+            discard: DiscardPolicy::New,
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: true,
             storage: StorageType::File,
             num_replicas: 1,
-            ..kv::Config::default()
+            duplicate_window: if max_age.is_zero() {
+                Duration::from_secs(120)
+            } else {
+                max_age.min(Duration::from_secs(120))
+            },
+            ..stream::Config::default()
         };
-        let open = |config: kv::Config| {
+        let open = |config: stream::Config| {
             let js = js.clone();
             async move {
-                let name = config.bucket.clone();
-                let store = match js.get_key_value(&name).await {
-                    Ok(store) => store,
-                    Err(_) => js.create_key_value(config.clone()).await.map_err(|e| {
-                        unreachable(format!("cannot create the bucket {name}: {e}"))
-                    })?,
-                };
+                let name = config.name.trim_start_matches("KV_").to_owned();
+                js.get_or_create_stream(config.clone())
+                    .await
+                    .map_err(|e| unreachable(format!("cannot create the bucket {name}: {e}")))?;
+                let store = js
+                    .get_key_value(&name)
+                    .await
+                    .map_err(|e| unreachable(format!("cannot open the bucket {name}: {e}")))?;
                 // A bucket made by a hub with another --node-ttl takes this
                 // hub's: keep it the same on every hub.
                 let mut stream = js
@@ -106,6 +120,7 @@ impl NatsRoster {
                 if info.config.max_age != config.max_age {
                     let mut updated = info.config.clone();
                     updated.max_age = config.max_age;
+                    updated.duplicate_window = config.duplicate_window;
                     js.update_stream(updated).await.map_err(|e| {
                         ConnectError::Setup(format!("cannot set the bucket {name}'s max_age: {e}"))
                     })?;
