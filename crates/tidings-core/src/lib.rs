@@ -70,7 +70,7 @@ pub use presence::{
     SubscriptionList, expand,
 };
 pub use replay::{GAP_EVENT_TYPE, Resume};
-pub use roster::{Lease, Roster, RosterChange};
+pub use roster::{DeadHub, Lease, Roster, RosterChange};
 pub use store::{Bounds, EventIdKind, MemoryStore, Retention, Store, StoreError, initial_seq};
 pub use subscriber::{DirectWrite, End, SubscribeRequest, SubscriberAuth};
 pub use subscription::{AbortWatch, MAX_BATCH, Subscription};

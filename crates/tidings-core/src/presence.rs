@@ -810,7 +810,7 @@ mod tests {
         assert!(sub.event_data(false).contains("\"active\":false"));
         let update = sub.update(false);
         assert!(update.private);
-        assert_eq!(update.topics, [sub.id.clone()]);
+        assert_eq!(update.topics.as_slice(), std::slice::from_ref(&sub.id));
         assert_eq!(ActiveSubscription::from_record(&sub.record()), Some(sub));
         let bare = ActiveSubscription::new("t\"\n", "urn:uuid:x", None);
         assert!(!bare.event_data(true).contains("payload"));

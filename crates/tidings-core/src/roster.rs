@@ -43,6 +43,9 @@ pub enum Lease {
     Lost,
 }
 
+/// A dead hub claimed for cleanup: its name and its records.
+pub type DeadHub = (String, Vec<String>);
+
 /// Active-subscription records of the hubs of a cluster, each hub's under
 /// a lease. Hub names are `[A-Za-z0-9-]`, at most 64 bytes.
 pub trait Roster: Send + Sync + fmt::Debug + 'static {
@@ -70,7 +73,7 @@ pub trait Roster: Send + Sync + fmt::Debug + 'static {
     fn claim_dead<'a>(
         &'a self,
         me: &'a str,
-    ) -> BoxFuture<'a, Result<Option<(String, Vec<String>)>, ClusterError>>;
+    ) -> BoxFuture<'a, Result<Option<DeadHub>, ClusterError>>;
 
     /// Forgets `node`: its records and its lease (after its subscriptions
     /// were reported inactive, or when it leaves).

@@ -25,7 +25,7 @@ use async_nats::jetstream::{Context, ContextBuilder};
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use futures_util::{FutureExt as _, StreamExt as _, TryStreamExt as _};
-use tidings_core::{ClusterError, Lease, Roster, RosterChange};
+use tidings_core::{ClusterError, DeadHub, Lease, Roster, RosterChange};
 
 use crate::ConnectError;
 
@@ -312,7 +312,7 @@ impl Roster for NatsRoster {
     fn claim_dead<'a>(
         &'a self,
         me: &'a str,
-    ) -> BoxFuture<'a, Result<Option<(String, Vec<String>)>, ClusterError>> {
+    ) -> BoxFuture<'a, Result<Option<DeadHub>, ClusterError>> {
         async move {
             let records = self.records().await?;
             let live = self.live().await?;

@@ -17,7 +17,7 @@ use std::time::Duration;
 use futures_util::FutureExt as _;
 use futures_util::future::BoxFuture;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use tidings_core::{ClusterError, Lease, Roster, RosterChange};
+use tidings_core::{ClusterError, DeadHub, Lease, Roster, RosterChange};
 
 use super::engine_error;
 use crate::ConnectError;
@@ -221,7 +221,7 @@ impl Roster for RedisRoster {
     fn claim_dead<'a>(
         &'a self,
         me: &'a str,
-    ) -> BoxFuture<'a, Result<Option<(String, Vec<String>)>, ClusterError>> {
+    ) -> BoxFuture<'a, Result<Option<DeadHub>, ClusterError>> {
         async move {
             let mut conn = self.conn.clone();
             let mut claimed: Vec<String> = self

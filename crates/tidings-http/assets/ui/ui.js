@@ -125,8 +125,13 @@ const list = {
       if (e.fatal) {
         setBadge($('live'), 'error');
         $('list-note').textContent = `The subscription events stream was refused (${e.status}).`;
-      } else {
+      } else if (this.source === source) {
+        // The stream broke: the hub may have restarted without a goodbye,
+        // so the list is fetched again rather than resumed.
         setBadge($('live'), 'connecting', 'reconnecting');
+        source.close();
+        this.source = null;
+        setTimeout(() => this.start(), 1000);
       }
     });
     source.addEventListener('message', (e) => {
