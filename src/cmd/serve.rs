@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use tidings_core::{Hub, HubConfig};
+use tidings_core::{Hub, HubConfig, PresenceConfig};
 use tidings_http::tls::Certificates;
 use tidings_http::{AppState, ServerConfig};
 
@@ -85,9 +85,34 @@ pub(crate) struct ServeArgs {
     reuse_port: bool,
 
     /// Also run the built-in demo feeds (stock prices, match scores,
-    /// notifications, a clock) that the page at `/` shows.
+    /// notifications, a clock) that the page at `/` shows; serves the
+    /// operator page at `/ui/` too.
     #[arg(long, env = "TIDINGS_DEMO")]
     demo: bool,
+
+    /// Track active subscriptions (Mercure): publish a private subscription
+    /// event on `/.well-known/mercure/subscriptions/{topic}/{subscriber}`
+    /// when a subscriber connects and leaves, and answer the subscriptions
+    /// API (without this flag it answers 404). With --cluster, across every
+    /// hub.
+    #[arg(long, env = "TIDINGS_SUBSCRIPTIONS")]
+    subscriptions: bool,
+
+    /// With --subscriptions and --cluster: the subscriptions of a hub that
+    /// dies without saying goodbye are reported inactive within this many
+    /// seconds (each hub renews a lease in the engine six times as often).
+    #[arg(
+        long,
+        env = "TIDINGS_NODE_TTL",
+        value_name = "SECONDS",
+        default_value_t = 30
+    )]
+    node_ttl: u64,
+
+    /// Serve the operator page at `/ui/`: the live list of active
+    /// subscriptions, a publish form and a subscribe console.
+    #[arg(long, env = "TIDINGS_UI")]
+    ui: bool,
 }
 
 /// `ServeArgs`, checked and turned into the library crates' configurations.
@@ -107,6 +132,8 @@ struct Validated {
     cluster: Option<cluster::ClusterConfig>,
     /// Run the demo feeds.
     demo: bool,
+    /// Track active subscriptions, with this node TTL; `None`: off.
+    presence: Option<Duration>,
     /// Listen with `SO_REUSEPORT`.
     reuse_port: bool,
     /// The JWK Sets the verifiers use, refreshed in the background.
@@ -129,6 +156,11 @@ impl ServeArgs {
             self.write_timeout > 0,
             "--write-timeout must be at least 1 second"
         );
+        anyhow::ensure!(
+            (3..=86_400).contains(&self.node_ttl),
+            "--node-ttl must be 3 to 86400 seconds (got {})",
+            self.node_ttl
+        );
         let hub = HubConfig {
             queue_capacity: self.subscriber_queue,
             queue_bytes: self.subscriber_queue_bytes,
@@ -150,6 +182,7 @@ impl ServeArgs {
                 .as_ref()
                 .map(Certificates::acceptor)
                 .transpose()?,
+            ui: self.ui || self.demo,
             ..ServerConfig::default()
         };
         let store = self.store.validate()?;
@@ -162,6 +195,9 @@ impl ServeArgs {
             store,
             cluster,
             demo: self.demo,
+            presence: self
+                .subscriptions
+                .then(|| Duration::from_secs(self.node_ttl)),
             reuse_port: self.reuse_port,
             key_sets: security.key_sets,
         })
@@ -224,7 +260,27 @@ async fn serve(config: Validated) -> anyhow::Result<()> {
         tracing::info!("stopped before the history finished loading");
         return Ok(());
     };
-    let hub = hub?;
+    let mut hub = hub?;
+    if let Some(node_ttl) = config.presence {
+        let mut presence = PresenceConfig {
+            roster: None,
+            node_ttl,
+        };
+        if let Some(cluster) = &config.cluster {
+            match cluster::roster(cluster, presence.lease()).await {
+                Ok(roster) => presence.roster = Some(roster),
+                Err(err) => {
+                    hub.shutdown().await;
+                    return Err(err);
+                }
+            }
+        }
+        tracing::info!(
+            cluster_wide = presence.roster.is_some(),
+            "active subscriptions: subscription events and the subscriptions API are on"
+        );
+        hub = hub.with_presence(&presence);
+    }
     if config.demo {
         tokio::spawn(tidings_demo::run(
             hub.clone(),

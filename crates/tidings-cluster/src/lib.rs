@@ -11,7 +11,9 @@
 //! engine's own, fail publishes fast when the engine is unreachable, and
 //! let a follower resume from its last place once the engine is back.
 //!
-//! [`connect`] picks the engine from the `--cluster` URL ([`EngineUrl`]).
+//! [`connect`] picks the engine from the `--cluster` URL ([`EngineUrl`]);
+//! [`roster`] opens the same engine's records of active subscriptions
+//! ([`RedisRoster`], [`NatsRoster`]).
 //!
 //! Each engine is a cargo feature (`redis`, `nats`; both on by default). A
 //! build without one still parses its URLs, and refuses them with
@@ -31,10 +33,10 @@ use std::sync::Arc;
 
 pub use engine_url::{EngineUrl, UrlError, redacted};
 #[cfg(feature = "nats")]
-pub use nats::NatsCluster;
+pub use nats::{NatsCluster, NatsRoster};
 #[cfg(feature = "redis")]
-pub use redis::RedisCluster;
-use tidings_core::{Cluster, Retention};
+pub use redis::{RedisCluster, RedisRoster};
+use tidings_core::{Cluster, Retention, Roster};
 
 /// The cluster engine cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -79,4 +81,21 @@ pub async fn connect(url: &str, retention: Retention) -> Result<Arc<dyn Cluster>
             Err(other.not_built().into())
         }
     }
+}
+
+/// Opens the active-subscription records ([`Roster`]) in the engine of a
+/// `--cluster` URL, each hub's under a lease of `lease`. Needs a Tokio
+/// runtime.
+pub async fn roster(
+    url: &str,
+    lease: std::time::Duration,
+) -> Result<Arc<dyn Roster>, ConnectError> {
+    Ok(match EngineUrl::parse(url)? {
+        EngineUrl::Redis { url, prefix } => {
+            Arc::new(RedisRoster::connect(&url, &prefix, lease).await?)
+        }
+        EngineUrl::Nats { url, stream, .. } => {
+            Arc::new(NatsRoster::connect(&url, &stream, lease).await?)
+        }
+    })
 }

@@ -7,8 +7,8 @@
 //! `shared`, and from there to the leaves (`registry`, `subscriber`,
 //! `history`, `store`, `event`, `error`, ...). No part imports the hub.
 
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{OnceCell, mpsc, oneshot};
 
@@ -16,9 +16,10 @@ use crate::cluster::Cluster;
 use crate::config::HubConfig;
 use crate::engine::EngineHealth;
 use crate::error::{PublishError, SubscribeError};
-use crate::event::{Published, Update};
+use crate::event::{EventId, Published, Update};
 use crate::fanout::FanOut;
 use crate::follower;
+use crate::presence::{ListError, Presence, PresenceConfig, SubscriptionList};
 use crate::readiness::Readiness;
 use crate::recovery::{self, Watched};
 use crate::sequencer::{self, Command};
@@ -84,6 +85,15 @@ fn lock<T>(slot: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     slot.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// A hub handle from weak references, while the hub lives.
+fn upgrade(shared: &Weak<Shared>, running: &Weak<Running>) -> Option<Hub> {
+    Some(Hub {
+        shared: shared.upgrade()?,
+        running: running.upgrade()?,
+        presence: None,
+    })
+}
+
 /// Waits for a thread that has been told to stop.
 async fn join(name: &str, thread: Option<std::thread::JoinHandle<()>>) {
     if let Some(thread) = thread {
@@ -101,7 +111,14 @@ pub struct Hub {
     shared: Arc<Shared>,
     /// The background parts.
     running: Arc<Running>,
+    /// The active subscriptions, when the hub keeps them
+    /// ([`Hub::with_presence`]).
+    presence: Option<Arc<Presence>>,
 }
+
+/// How long a shutdown waits for the subscriptions to be reported
+/// inactive.
+const GOODBYE: Duration = Duration::from_secs(5);
 
 impl Hub {
     /// Starts a hub on `store`: its sequencer thread, and its sweeper task
@@ -184,7 +201,29 @@ impl Hub {
                 recovery,
                 stopped: OnceCell::new(),
             }),
+            presence: None,
         }
+    }
+
+    /// Keeps the list of active subscriptions and publishes subscription
+    /// events (see [`ActiveSubscription`](crate::ActiveSubscription)), from
+    /// now on. Call it on the hub [`Hub::start`] returned, before cloning
+    /// it: clones made earlier do not track.
+    #[must_use]
+    pub fn with_presence(mut self, config: &PresenceConfig) -> Self {
+        let shared = Arc::downgrade(&self.shared);
+        let running = Arc::downgrade(&self.running);
+        let publish: crate::presence::Publish = Arc::new(move |updates| {
+            let hub = upgrade(&shared, &running);
+            Box::pin(async move {
+                match hub {
+                    Some(hub) => hub.publish(updates).await,
+                    None => Err(PublishError::ShuttingDown),
+                }
+            })
+        });
+        self.presence = Some(Presence::start(config, publish));
+        self
     }
 
     /// Publishes `updates` as one unit: all get a place in the order, are
@@ -282,13 +321,78 @@ impl Hub {
         };
         let mut opening = vec![shared.opening.clone()];
         opening.extend(resume.gap);
-        Ok(Subscription::new(
+        let subscription = Subscription::new(
             Arc::clone(shared),
-            sub,
+            Arc::clone(&sub),
             opening,
             resume.after,
             resume.header,
-        ))
+        );
+        // Announced once registered: a watcher subscribed to subscription
+        // events sees this one's too.
+        let seat = self.presence.as_ref().and_then(|presence| {
+            let payload = request
+                .auth
+                .as_ref()
+                .and_then(|a| a.payload.clone())
+                .map(Arc::new);
+            presence.join(&sub.selectors, payload)
+        });
+        Ok(subscription.seated(seat))
+    }
+
+    /// Whether the hub keeps the list of active subscriptions.
+    pub fn tracks_subscriptions(&self) -> bool {
+        self.presence.is_some()
+    }
+
+    /// The active subscriptions (of every hub, in cluster mode) and the id
+    /// of the newest event the hub had just before the list was taken:
+    /// subscribing to subscription events from that id after reading the
+    /// list misses nothing. `None` when the hub does not track them.
+    pub async fn subscriptions(&self) -> Result<Option<SubscriptionList>, ListError> {
+        let Some(presence) = &self.presence else {
+            return Ok(None);
+        };
+        // The newest id first, then the list (see `presence`).
+        let last_event_id = self.last_event_id().await?;
+        let subscriptions = presence.list().await?;
+        Ok(Some(SubscriptionList {
+            last_event_id,
+            subscriptions,
+        }))
+    }
+
+    /// The id of the newest event of the hub (of the cluster's log, in
+    /// cluster mode); `None` when there is none.
+    pub async fn last_event_id(&self) -> Result<Option<String>, ListError> {
+        let bounds = match &self.running.writer {
+            Writer::Sequencer { .. } => self.bounds().await?,
+            Writer::Cluster { engine, .. } => {
+                let bounds = engine.bounds().await?;
+                if bounds.first < bounds.next {
+                    // Follow the log up to it (briefly), so that its own
+                    // id can be read here.
+                    let newest = EventId::format(bounds.next - 1);
+                    let _ = self.shared.resolve(Some(&newest)).await;
+                }
+                bounds
+            }
+        };
+        if bounds.first >= bounds.next {
+            return Ok(None);
+        }
+        let newest = bounds.next - 1;
+        let after = newest.saturating_sub(1);
+        let page = self
+            .shared
+            .history
+            .call(move |s| s.read_after(after, 1))
+            .await?;
+        Ok(Some(match page.first() {
+            Some(event) if event.seq == newest => event.id.to_string(),
+            _ => EventId::format(newest),
+        }))
     }
 
     /// Stops taking publishes and subscriptions, lets the sequencer finish
@@ -301,6 +405,11 @@ impl Hub {
     }
 
     async fn stop(&self) {
+        // While publishes are still taken: every subscription reported
+        // inactive (and, in cluster mode, this hub out of the roster).
+        if let Some(presence) = &self.presence {
+            presence.goodbye(GOODBYE).await;
+        }
         self.shared.begin_shutdown();
         match &self.running.writer {
             Writer::Sequencer { commands, thread } => {

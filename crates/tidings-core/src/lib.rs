@@ -47,6 +47,7 @@ mod fanout;
 mod shared;
 
 mod history;
+mod presence;
 mod registry;
 mod subscriber;
 
@@ -59,6 +60,7 @@ mod event;
 mod metrics;
 mod readiness;
 mod replay;
+mod roster;
 mod store;
 
 pub use cluster::{Cluster, ClusterError, Entry};
@@ -66,8 +68,13 @@ pub use config::HubConfig;
 pub use error::{PublishError, SubscribeError};
 pub use event::{Event, EventId, Published, Update, UpdateError};
 pub use hub::Hub;
+pub use presence::{
+    ActiveSubscription, JSONLD_CONTEXT, ListError, PresenceConfig, SUBSCRIPTIONS_PATH,
+    SubscriptionList, expand,
+};
 pub use readiness::Readiness;
 pub use replay::{GAP_EVENT_TYPE, Resume};
+pub use roster::{DeadHub, Lease, Roster, RosterChange};
 pub use store::{
     Bounds, EventIdKind, MemoryStore, Retention, Store, StoreError, StoreErrorKind, initial_seq,
 };

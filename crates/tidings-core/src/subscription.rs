@@ -11,6 +11,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use crate::event::Event;
+use crate::presence::Seat;
 use crate::shared::Shared;
 use crate::store::StoreError;
 use crate::subscriber::{DirectWrite, End, Subscriber};
@@ -48,6 +49,10 @@ pub struct Subscription {
     /// The page of history being read while replaying (boxed, so that a
     /// live subscription carries no room for it).
     reading: Option<Reading>,
+    /// Its place in the list of active subscriptions, when the hub keeps
+    /// one: dropped with the subscription (after it left the registry),
+    /// which reports it inactive.
+    seat: Option<Seat>,
 }
 
 impl std::fmt::Debug for Subscription {
@@ -81,7 +86,14 @@ impl Subscription {
             pending_latency: None,
             resume_header,
             reading: None,
+            seat: None,
         }
+    }
+
+    /// Puts it in the list of active subscriptions.
+    pub(crate) fn seated(mut self, seat: Option<Seat>) -> Self {
+        self.seat = seat;
+        self
     }
 
     /// Lets the fan-out write to the transport's connection itself while

@@ -10,7 +10,7 @@ use tidings_core::Readiness;
 
 use crate::error::AppError;
 use crate::state::AppState;
-use crate::{assets, cors, publish, subscribe};
+use crate::{assets, cors, publish, subscribe, subscriptions};
 
 /// The Mercure hub URL.
 pub const HUB_PATH: &str = "/.well-known/mercure";
@@ -30,6 +30,15 @@ pub fn app(state: AppState) -> Router {
         .route(HUB_PATH, get(subscribe::handler).post(publish::handler))
         .route(EVENTS_PATH, get(subscribe::handler))
         .route(PUBLISH_PATH, post(publish::handler))
+        .route(subscriptions::PATH, get(subscriptions::handler))
+        .route(
+            &format!("{}/", subscriptions::PATH),
+            get(subscriptions::handler),
+        )
+        .route(
+            &format!("{}/{{*rest}}", subscriptions::PATH),
+            get(subscriptions::handler),
+        )
         .route(HEALTHZ_PATH, get(healthz))
         .route(READYZ_PATH, get(readyz))
         .route("/metrics", get(metrics))
@@ -93,12 +102,21 @@ async fn metrics(State(state): State<AppState>) -> Result<Response, AppError> {
         .into_response())
 }
 
-/// Embedded files for `GET`, a JSON 404 for everything else.
-async fn fallback(method: Method, uri: Uri) -> Response {
-    if method == Method::GET
-        && let Some(asset) = assets::get(uri.path())
-    {
-        return asset;
+/// Embedded files for `GET` (the operator page's only with `--ui`), a
+/// JSON 404 for everything else.
+async fn fallback(State(state): State<AppState>, method: Method, uri: Uri) -> Response {
+    if method == Method::GET {
+        if let Some(asset) = assets::get(uri.path()) {
+            return asset;
+        }
+        if state.config().ui {
+            if uri.path() == "/ui" {
+                return axum::response::Redirect::permanent("/ui/").into_response();
+            }
+            if let Some(asset) = assets::get_ui(uri.path()) {
+                return asset;
+            }
+        }
     }
     AppError::new(StatusCode::NOT_FOUND, "no such resource").into_response()
 }

@@ -63,9 +63,42 @@ static ASSETS: &[Asset] = &[
     },
 ];
 
+/// The operator page (`--ui`): the list of active subscriptions, a publish
+/// form, a subscribe console. It loads `/assets/sse.mjs` too.
+static UI_ASSETS: &[Asset] = &[
+    Asset {
+        path: "/ui/",
+        content_type: HTML,
+        body: include_bytes!("../assets/ui/index.html"),
+    },
+    Asset {
+        path: "/ui/index.html",
+        content_type: HTML,
+        body: include_bytes!("../assets/ui/index.html"),
+    },
+    Asset {
+        path: "/ui/ui.js",
+        content_type: JS,
+        body: include_bytes!("../assets/ui/ui.js"),
+    },
+    Asset {
+        path: "/ui/ui.css",
+        content_type: CSS,
+        body: include_bytes!("../assets/ui/ui.css"),
+    },
+];
+
 /// The embedded file at `path`, if there is one.
 pub(crate) fn get(path: &str) -> Option<Response> {
-    let asset = ASSETS.iter().find(|a| a.path == path)?;
+    serve(ASSETS.iter().find(|a| a.path == path)?)
+}
+
+/// The operator page's file at `path`, if there is one.
+pub(crate) fn get_ui(path: &str) -> Option<Response> {
+    serve(UI_ASSETS.iter().find(|a| a.path == path)?)
+}
+
+fn serve(asset: &Asset) -> Option<Response> {
     let mut response = asset.body.into_response();
     let headers = response.headers_mut();
     headers.insert(
@@ -102,7 +135,7 @@ mod tests {
     fn every_reference_is_embedded() {
         const ROUTES: [&str; 3] = ["/metrics", "/healthz", "/publish"];
         let mut checked = 0;
-        for asset in ASSETS {
+        for asset in ASSETS.iter().chain(UI_ASSETS) {
             let text = std::str::from_utf8(asset.body).unwrap();
             let mut refs = Vec::new();
             for marker in ["src=", "href=", "from ", "import(", "fetch("] {
@@ -124,7 +157,8 @@ mod tests {
                     None => reference.to_owned(),
                 };
                 assert!(
-                    ASSETS.iter().any(|a| a.path == path) || ROUTES.contains(&path.as_str()),
+                    ASSETS.iter().chain(UI_ASSETS).any(|a| a.path == path)
+                        || ROUTES.contains(&path.as_str()),
                     "{} refers to {reference:?}, which the hub does not serve",
                     asset.path
                 );

@@ -32,6 +32,8 @@ pub struct ServerConfig {
     pub trusted_proxies: TrustedProxies,
     /// TLS (with HTTP/2 by ALPN); `None`: plain HTTP.
     pub tls: Option<TlsAcceptor>,
+    /// Serve the operator page at `/ui/`.
+    pub ui: bool,
 }
 
 impl Default for ServerConfig {
@@ -46,6 +48,7 @@ impl Default for ServerConfig {
             cors: CorsConfig::default(),
             trusted_proxies: TrustedProxies::default(),
             tls: None,
+            ui: false,
         }
     }
 }
@@ -60,6 +63,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("cors", &self.cors)
             .field("trusted_proxies", &self.trusted_proxies)
             .field("tls", &self.tls.is_some())
+            .field("ui", &self.ui)
             .finish_non_exhaustive()
     }
 }

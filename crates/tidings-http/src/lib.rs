@@ -29,6 +29,7 @@ mod raw;
 mod server;
 mod state;
 mod subscribe;
+mod subscriptions;
 pub mod tls;
 
 pub use app::{EVENTS_PATH, HEALTHZ_PATH, HUB_PATH, PUBLISH_PATH, READYZ_PATH, app};

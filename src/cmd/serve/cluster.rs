@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Arg, ArgMatches, Args, Command, FromArgMatches};
 use tidings_cluster::EngineUrl;
-use tidings_core::{Hub, HubConfig, MemoryStore, Retention};
+use tidings_core::{Hub, HubConfig, MemoryStore, Retention, Roster};
 
 /// The `--cluster` flag, and the history limits it needs.
 ///
@@ -148,4 +148,12 @@ pub(crate) async fn start(config: &ClusterConfig, hub: HubConfig) -> anyhow::Res
         "cluster mode: the history is the engine's; this hub keeps a copy in memory"
     );
     Hub::start_cluster(hub, store, engine).context("cannot start the hub")
+}
+
+/// Opens the engine's records of active subscriptions, leases of `lease`.
+pub(crate) async fn roster(
+    config: &ClusterConfig,
+    lease: Duration,
+) -> anyhow::Result<Arc<dyn Roster>> {
+    Ok(tidings_cluster::roster(&config.url, lease).await?)
 }

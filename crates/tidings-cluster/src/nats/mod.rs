@@ -20,7 +20,10 @@
 //! duplicates.
 
 mod follow;
+mod roster;
 mod subject;
+
+pub use roster::NatsRoster;
 
 use std::collections::HashMap;
 use std::time::Duration;

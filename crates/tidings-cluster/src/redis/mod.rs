@@ -13,7 +13,10 @@
 //! checking ids, numbering and appending are one atomic step.
 
 mod follow;
+mod roster;
 mod trim;
+
+pub use roster::RedisRoster;
 
 use std::sync::Arc;
 use std::time::Duration;
