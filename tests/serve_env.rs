@@ -34,7 +34,10 @@ fn every_serve_flag_reads_an_environment_variable() {
             .strip_prefix("-h, ")
             .or_else(|| trimmed.strip_prefix("-V, "))
             .unwrap_or(trimmed);
-        if line.starts_with("  ") && flag.starts_with("--") {
+        // A flag's own line is indented a little; its description, which
+        // may wrap onto a line that starts with another flag's name, more.
+        let indent = line.len() - trimmed.len();
+        if (2..=6).contains(&indent) && flag.starts_with("--") {
             let name = flag.split([' ', '=', '<']).next().unwrap().to_owned();
             blocks.push((name, String::new()));
         } else if let Some((_, block)) = blocks.last_mut() {
