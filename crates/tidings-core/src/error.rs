@@ -33,6 +33,15 @@ pub enum PublishError {
     /// The cluster engine cannot be reached: nothing was published.
     #[error("the cluster engine is unavailable: {0}")]
     Unavailable(String),
+    /// A retained update would make more topics hold one than the hub
+    /// keeps: nothing of the publish was published.
+    #[error(
+        "the hub keeps retained updates for at most {limit} topics; this publish would add more (clear some with an empty retained update, or raise --retained-topics)"
+    )]
+    RetainedFull {
+        /// The limit.
+        limit: usize,
+    },
 }
 
 /// Why a subscription could not start.

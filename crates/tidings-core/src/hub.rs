@@ -17,6 +17,7 @@ use crate::config::HubConfig;
 use crate::error::{PublishError, SubscribeError};
 use crate::event::{Published, Update};
 use crate::follower;
+use crate::retained::{self, Admission, Head};
 use crate::sequencer::{self, Command};
 use crate::shared::Shared;
 use crate::store::{Bounds, Store, StoreError};
@@ -84,8 +85,19 @@ impl Hub {
     /// Starts a hub on `store`: its sequencer thread, and its sweeper task
     /// on the current Tokio runtime.
     pub fn start(config: HubConfig, store: Arc<dyn Store>) -> Result<Self, StoreError> {
-        let next = store.bounds()?.next;
+        let bounds = store.bounds()?;
+        let next = bounds.next;
+        let kept = store.retained()?;
+        // The newest event: the last stored, or only its place when
+        // retention dropped it and retained updates remain.
+        let last = store.read_after(next.saturating_sub(2), 1)?;
+        let head = match last.into_iter().next() {
+            Some(event) if event.seq + 1 == next => Some(Head::Event(event)),
+            _ if bounds.first < next || !kept.is_empty() => Some(Head::Place(next - 1)),
+            _ => None,
+        };
         let shared = Shared::new(config, store, None);
+        shared.retained.load(kept, head);
         let (commands, rx) = mpsc::channel(4096);
         let sequencer_shared = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
@@ -163,6 +175,12 @@ impl Hub {
                 outcome.await.map_err(|_| PublishError::ShuttingDown)?
             }
             Writer::Cluster { engine, .. } => {
+                // Checked against this hub's copy of the retained updates,
+                // which follows the engine's.
+                self.shared.retained.admit(
+                    &mut Admission::default(),
+                    retained::changes_of_updates(&updates),
+                )?;
                 let published = engine.append(&updates, crate::clock::unix_ms()).await?;
                 let new = published.iter().filter(|p| !p.duplicate).count();
                 self.shared.metrics.published.increment(new as u64);
@@ -177,7 +195,10 @@ impl Hub {
 
     /// Subscribes: from now on, every matching event is queued for the new
     /// subscription; if it asked to resume, the history after its id is
-    /// replayed first, with no gap and no duplicate where the two meet.
+    /// replayed first, with no gap and no duplicate where the two meet;
+    /// if not, the retained updates of its topics come first, then an
+    /// `id:` block naming the newest event the hub held (from which a
+    /// client resumes exactly).
     pub async fn subscribe(
         &self,
         request: SubscribeRequest,
@@ -197,6 +218,12 @@ impl Hub {
         ));
         // Live first, so nothing published from here on can be missed.
         shared.subscribe(&sub)?;
+        // Then, unless it resumes, the retained updates up to the head:
+        // what comes after the head comes live.
+        let snapshot = request
+            .last_event_id
+            .is_none()
+            .then(|| shared.retained.snapshot(&sub));
         let resume = match shared.resolve(request.last_event_id.as_deref()).await {
             Ok(resume) => resume,
             Err(err) => {
@@ -211,6 +238,7 @@ impl Hub {
             sub,
             opening,
             resume.after,
+            snapshot,
             resume.header,
         ))
     }

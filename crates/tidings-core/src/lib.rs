@@ -31,6 +31,11 @@
 //! each event to the [`registry`](crate::registry)'s matching subscribers
 //! and then answers the publisher. Each subscriber's transport drains its
 //! queue through [`Subscription::next`].
+//!
+//! Updates published with `retain` are also kept per topic
+//! ([`retained`](crate::retained)): a subscription that does not resume
+//! starts with the retained updates of its topics and an `id:` block
+//! naming the newest event the hub held, then goes live.
 
 // The public handle, then the parts it starts, then what they share, then
 // the leaves: each module imports only modules further down this list.
@@ -45,6 +50,7 @@ mod shared;
 
 mod history;
 mod registry;
+mod retained;
 mod subscriber;
 
 mod clock;
@@ -59,7 +65,7 @@ mod store;
 pub use cluster::{Cluster, ClusterError, Entry};
 pub use config::HubConfig;
 pub use error::{PublishError, SubscribeError};
-pub use event::{Event, EventId, Published, Update, UpdateError};
+pub use event::{Event, EventId, Published, Retain, Update, UpdateError};
 pub use hub::Hub;
 pub use replay::{GAP_EVENT_TYPE, Resume};
 pub use store::{Bounds, EventIdKind, MemoryStore, Retention, Store, StoreError, initial_seq};

@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::clock;
 use crate::error::PublishError;
 use crate::event::{Event, Published, Update};
+use crate::retained::{self, Admission};
 use crate::shared::Shared;
 
 /// How many commands one batch takes at most.
@@ -98,6 +99,9 @@ fn drain(rx: &mut mpsc::Receiver<Command>, commands: &mut Vec<Command>) {
 /// One group of commands; returns the stop acknowledgement if one came.
 fn process(shared: &Shared, next: &mut u64, commands: Vec<Command>) -> Option<oneshot::Sender<()>> {
     let mut batch = Batch::default();
+    // Retained updates the group's publishes would add or clear: each
+    // publish is checked against the limit before it is kept.
+    let mut admission = Admission::default();
     let mut replies: Vec<(Reply, Result<Vec<Published>, PublishError>)> = Vec::new();
     let mut stop = None;
     let now_ms = clock::unix_ms();
@@ -113,7 +117,15 @@ fn process(shared: &Shared, next: &mut u64, commands: Vec<Command>) -> Option<on
                 reply,
             } => {
                 let mark = (batch.events.len(), *next);
-                match batch.add(shared, &updates, received, next, now_ms) {
+                let added = batch.add(shared, &updates, received, next, now_ms);
+                let added = added.and_then(|published| {
+                    let fresh = batch.events.get(mark.0..).unwrap_or_default();
+                    shared
+                        .retained
+                        .admit(&mut admission, retained::changes_of_events(fresh))
+                        .map(|()| published)
+                });
+                match added {
                     Ok(published) => replies.push((reply, Ok(published))),
                     Err(err) => {
                         batch.truncate(mark.0);
@@ -138,6 +150,9 @@ fn process(shared: &Shared, next: &mut u64, commands: Vec<Command>) -> Option<on
             .metrics
             .published
             .increment(batch.events.len() as u64);
+        // Retained updates and the head first: a subscription that reads
+        // them from now on has these events in its snapshot or live.
+        shared.retained.apply(&batch.events);
         shared.fan_out(&batch.events, &batch.received);
     }
     for (reply, result) in replies {

@@ -154,7 +154,10 @@ impl Subscriber {
             state: Mutex::new(State {
                 queue: VecDeque::new(),
                 last_offered: 0,
-                replaying: request.last_event_id.is_some(),
+                // Every subscription starts with history or with the
+                // snapshot of retained updates; an overflow meanwhile
+                // means "read history again", not "too slow".
+                replaying: true,
                 overflowed: false,
                 heartbeat: false,
                 end: None,
