@@ -48,6 +48,12 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "TIDINGS_RETRY_MS", default_value_t = 2000)]
     retry_ms: u64,
 
+    /// How many topics may hold a retained update (published with
+    /// `retain`); a retained publish that would add a topic beyond it is
+    /// refused with 507.
+    #[arg(long, env = "TIDINGS_RETAINED_TOPICS", default_value_t = 100_000)]
+    retained_topics: usize,
+
     /// `--cluster`: share the log with other hubs. Listed before `store`:
     /// it reads the history flags too, before `store` takes them.
     #[command(flatten)]
@@ -80,6 +86,11 @@ pub(crate) struct ServeArgs {
     /// notifications, a clock) that the page at `/` shows.
     #[arg(long)]
     demo: bool,
+
+    /// Milliseconds between two ticks of the demo feeds (their rates assume
+    /// 250; the browser tests slow them down).
+    #[arg(long, env = "TIDINGS_DEMO_TICK_MS", value_name = "MS", default_value_t = 250)]
+    demo_tick_ms: u64,
 }
 
 /// `ServeArgs`, checked and turned into the library crates' configurations.
@@ -88,8 +99,8 @@ struct Validated {
     store: store::StoreConfig,
     /// The cluster engine; `None`: a single hub.
     cluster: Option<cluster::ClusterConfig>,
-    /// Run the demo feeds.
-    demo: bool,
+    /// Run the demo feeds, at this tick.
+    demo: Option<Duration>,
     /// Listen with `SO_REUSEPORT`.
     reuse_port: bool,
 }
@@ -106,11 +117,16 @@ impl ServeArgs {
             self.write_timeout > 0,
             "--write-timeout must be at least 1 second"
         );
+        anyhow::ensure!(
+            self.demo_tick_ms > 0,
+            "--demo-tick-ms must be at least 1"
+        );
         let hub = HubConfig {
             queue_capacity: self.subscriber_queue,
             heartbeat: Duration::from_secs(self.heartbeat),
             write_timeout: Duration::from_secs(self.write_timeout),
             retry: (self.retry_ms > 0).then(|| Duration::from_millis(self.retry_ms)),
+            retained_topics: self.retained_topics,
             ..HubConfig::default()
         };
         let security = self.security.validate()?;
@@ -131,7 +147,9 @@ impl ServeArgs {
             server,
             store,
             cluster,
-            demo: self.demo,
+            demo: self
+                .demo
+                .then(|| Duration::from_millis(self.demo_tick_ms)),
             reuse_port: self.reuse_port,
         })
     }
@@ -170,10 +188,13 @@ async fn serve(config: Validated) -> anyhow::Result<()> {
             Hub::start(config.server.hub.clone(), store).context("cannot start the hub")?
         }
     };
-    if config.demo {
+    if let Some(tick) = config.demo {
         tokio::spawn(tidings_demo::run(
             hub.clone(),
-            tidings_demo::DemoConfig::default(),
+            tidings_demo::DemoConfig {
+                tick,
+                ..tidings_demo::DemoConfig::default()
+            },
         ));
     }
     let scheme = if config.server.tls.is_some() {

@@ -85,6 +85,9 @@ impl From<PublishError> for AppError {
             PublishError::ShuttingDown | PublishError::Unavailable(_) => {
                 Self::unavailable(err.to_string())
             }
+            PublishError::RetainedFull { .. } => {
+                Self::new(StatusCode::INSUFFICIENT_STORAGE, err.to_string())
+            }
         }
     }
 }

@@ -107,9 +107,9 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Byte
 }
 
 /// One update from Mercure's form encoding: `topic` (repeated), `data`,
-/// `type`, `id`, `retry`, `private` (present means private). Empty `type`
-/// and `id` count as absent, as in the Mercure hub; other fields are
-/// ignored.
+/// `type`, `id`, `retry`, `private` (present means private), and Tidings'
+/// `retain` (present means retained, like `private`). Empty `type` and
+/// `id` count as absent, as in the Mercure hub; other fields are ignored.
 fn parse_form(body: &[u8]) -> Result<Update, AppError> {
     let mut update = Update::default();
     for pair in form::pairs(body) {
@@ -121,6 +121,7 @@ fn parse_form(body: &[u8]) -> Result<Update, AppError> {
             "id" => update.id = Some(value).filter(|v| !v.is_empty()),
             "retry" => update.retry = Some(parse_retry(&value)?),
             "private" => update.private = true,
+            "retain" => update.retain = true,
             _ => {}
         }
     }
@@ -164,6 +165,9 @@ struct JsonUpdate {
     id: Option<String>,
     #[serde(default)]
     private: bool,
+    /// Keep it as the retained update of its topics (empty data clears).
+    #[serde(default)]
+    retain: bool,
     #[serde(default)]
     retry: Option<u64>,
 }
@@ -192,6 +196,7 @@ fn parse_json(body: &[u8]) -> Result<Vec<Update>, AppError> {
                 id: json.id.filter(|id| !id.is_empty()),
                 retry: json.retry,
                 private: json.private,
+                retain: json.retain,
             };
             require_topic(&update)
                 .map_err(|e| AppError::bad_request(format!("update {i}: {}", e.message)))?;
@@ -273,7 +278,10 @@ mod tests {
         assert_eq!(u.event_type.as_deref(), Some("t"));
         assert_eq!(u.id, None);
         assert!(u.private);
+        assert!(!u.retain);
         assert_eq!(u.retry, Some(5));
+        assert!(parse_form(b"topic=a&retain").unwrap().retain);
+        assert!(parse_form(b"topic=a&retain=0").unwrap().retain, "present means on");
         assert!(parse_form(b"data=x").is_err());
         assert!(parse_form(b"topic=a&retry=-1").is_err());
         assert!(
@@ -297,6 +305,10 @@ mod tests {
         assert_eq!(many[0].data, "text");
         assert_eq!(many[1].event_type.as_deref(), Some("t"));
         assert_eq!(many[1].retry, Some(9));
+        assert!(!many[1].retain);
+        let kept = parse_json(br#"{"topic":"a","data":"x","retain":true}"#).unwrap();
+        assert!(kept[0].retain);
+        assert!(parse_json(br#"{"topic":"a","retain":"yes"}"#).is_err());
         assert!(parse_json(br#"{"data":"x"}"#).is_err());
         assert!(parse_json(br#"{"topic":"a","topics":"b"}"#).is_err());
         assert!(parse_json(b"42").is_err());
