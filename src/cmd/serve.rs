@@ -89,7 +89,12 @@ pub(crate) struct ServeArgs {
 
     /// Milliseconds between two ticks of the demo feeds (their rates assume
     /// 250; the browser tests slow them down).
-    #[arg(long, env = "TIDINGS_DEMO_TICK_MS", value_name = "MS", default_value_t = 250)]
+    #[arg(
+        long,
+        env = "TIDINGS_DEMO_TICK_MS",
+        value_name = "MS",
+        default_value_t = 250
+    )]
     demo_tick_ms: u64,
 }
 
@@ -117,10 +122,7 @@ impl ServeArgs {
             self.write_timeout > 0,
             "--write-timeout must be at least 1 second"
         );
-        anyhow::ensure!(
-            self.demo_tick_ms > 0,
-            "--demo-tick-ms must be at least 1"
-        );
+        anyhow::ensure!(self.demo_tick_ms > 0, "--demo-tick-ms must be at least 1");
         let hub = HubConfig {
             queue_capacity: self.subscriber_queue,
             heartbeat: Duration::from_secs(self.heartbeat),
@@ -147,9 +149,7 @@ impl ServeArgs {
             server,
             store,
             cluster,
-            demo: self
-                .demo
-                .then(|| Duration::from_millis(self.demo_tick_ms)),
+            demo: self.demo.then(|| Duration::from_millis(self.demo_tick_ms)),
             reuse_port: self.reuse_port,
         })
     }

@@ -148,7 +148,11 @@ mod tests {
             retain: true,
             ..plain
         };
-        assert!(String::from_utf8(encode(&kept)).unwrap().ends_with(r#","private":false,"retain":true}"#));
+        assert!(
+            String::from_utf8(encode(&kept))
+                .unwrap()
+                .ends_with(r#","private":false,"retain":true}"#)
+        );
         assert_eq!(decode(&encode(&kept)).unwrap(), kept);
     }
 

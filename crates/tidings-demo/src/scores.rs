@@ -348,7 +348,9 @@ mod tests {
                     let last = events
                         .iter()
                         .rev()
-                        .find(|e: &&serde_json::Value| update.topics[0].ends_with(e["match"].as_str().unwrap()))
+                        .find(|e: &&serde_json::Value| {
+                            update.topics[0].ends_with(e["match"].as_str().unwrap())
+                        })
                         .unwrap();
                     assert_eq!(last["status"], "full-time");
                     continue;

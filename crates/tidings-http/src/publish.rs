@@ -281,7 +281,10 @@ mod tests {
         assert!(!u.retain);
         assert_eq!(u.retry, Some(5));
         assert!(parse_form(b"topic=a&retain").unwrap().retain);
-        assert!(parse_form(b"topic=a&retain=0").unwrap().retain, "present means on");
+        assert!(
+            parse_form(b"topic=a&retain=0").unwrap().retain,
+            "present means on"
+        );
         assert!(parse_form(b"data=x").is_err());
         assert!(parse_form(b"topic=a&retry=-1").is_err());
         assert!(
