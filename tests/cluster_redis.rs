@@ -10,6 +10,7 @@
 )]
 
 mod cluster_support;
+mod retained_support;
 mod support;
 
 use cluster_support::Kind;
@@ -27,6 +28,11 @@ async fn engine_outage_fails_publishes_fast_and_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscribers_of_a_killed_node_resume_exactly_elsewhere() {
     cluster_support::node_death(Kind::Redis).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retained_updates_are_shared_by_every_hub() {
+    cluster_support::retained::retained_across_hubs(Kind::Redis).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

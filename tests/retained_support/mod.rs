@@ -6,12 +6,29 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+use std::time::Duration;
+
 use tidings_codec::{Item, MessageEvent};
 
-use crate::support::Stream;
+use crate::support::{Stream, WAIT};
 
 /// The retained updates a stream started with, and HEAD.
 pub async fn snapshot(stream: &mut Stream) -> (Vec<MessageEvent>, String) {
+    snapshot_within(stream, WAIT)
+        .await
+        .expect("no HEAD block: the hub held no event")
+}
+
+/// The same, or `None` when no HEAD block comes within `wait` (a stream
+/// from a hub that holds no event has none; heartbeats may keep coming).
+pub async fn snapshot_within(
+    stream: &mut Stream,
+    wait: Duration,
+) -> Option<(Vec<MessageEvent>, String)> {
+    tokio::time::timeout(wait, read_snapshot(stream)).await.ok()
+}
+
+async fn read_snapshot(stream: &mut Stream) -> (Vec<MessageEvent>, String) {
     let mut events = Vec::new();
     loop {
         if let Some((n, head)) = head_in(&stream.raw) {
