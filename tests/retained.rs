@@ -239,7 +239,7 @@ async fn resuming_from_head_is_exact_while_publishers_publish() {
                 let body = format!(
                     "topic=k%2F{}&data={i}{}",
                     i % 40,
-                    if i % 3 == 0 { "" } else { "&retain" }
+                    if i.is_multiple_of(3) { "" } else { "&retain" }
                 );
                 publish(&hub, &body).await;
                 i += 1;

@@ -29,6 +29,10 @@ pub struct Entry {
     pub time_ms: u64,
 }
 
+/// Retained updates as (topic, entry) pairs: an entry retained for several
+/// topics comes once per topic (see [`Cluster::retained`]).
+pub type RetainedEntries = Vec<(String, Entry)>;
+
 /// The engine could not be reached or answered nonsense.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("cluster engine: {0}")]
@@ -75,7 +79,7 @@ pub trait Cluster: Send + Sync + fmt::Debug + 'static {
     /// snapshot: a topic changed while they are read may come as it was or
     /// as it is. The default keeps none: an engine that cannot keep them
     /// only has what its log still holds.
-    fn retained(&self) -> BoxFuture<'_, Result<Vec<(String, Entry)>, ClusterError>> {
+    fn retained(&self) -> BoxFuture<'_, Result<RetainedEntries, ClusterError>> {
         Box::pin(async { Ok(Vec::new()) })
     }
 }

@@ -62,13 +62,15 @@ mod metrics;
 mod replay;
 mod store;
 
-pub use cluster::{Cluster, ClusterError, Entry};
+pub use cluster::{Cluster, ClusterError, Entry, RetainedEntries};
 pub use config::HubConfig;
 pub use error::{PublishError, SubscribeError};
 pub use event::{Event, EventId, Published, Retain, Update, UpdateError};
 pub use hub::Hub;
 pub use replay::{GAP_EVENT_TYPE, Resume};
-pub use store::{Bounds, EventIdKind, MemoryStore, Retention, Store, StoreError, initial_seq};
+pub use store::{
+    Bounds, EventIdKind, MemoryStore, RetainedUpdates, Retention, Store, StoreError, initial_seq,
+};
 pub use subscriber::{End, SubscribeRequest, SubscriberAuth};
 pub use subscription::{AbortWatch, MAX_BATCH, Subscription};
 pub use tidings_selector::Selector;

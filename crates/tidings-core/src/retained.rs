@@ -31,6 +31,7 @@ use tidings_selector::SelectorKind;
 
 use crate::error::PublishError;
 use crate::event::{Event, EventId, Retain, Update};
+use crate::store::RetainedUpdates;
 use crate::subscriber::Subscriber;
 
 /// Topics a template's scan examines per hold of the lock: about as many
@@ -156,7 +157,7 @@ impl Retained {
     /// Sets what the hub holds when it starts: the retained updates its
     /// store or engine kept, and its head. Entries already here (a cluster
     /// follower may have started) are kept when newer.
-    pub(crate) fn load(&self, retained: Vec<(Box<str>, Arc<Event>)>, head: Option<Head>) {
+    pub(crate) fn load(&self, retained: RetainedUpdates, head: Option<Head>) {
         let mut state = self.write();
         for (topic, event) in retained {
             set_newer(&mut state.topics, topic, event);

@@ -122,7 +122,7 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Retention never removes them. The hub reads them once, when it
     /// starts, and keeps them in memory from then on. The default keeps
     /// none: a store that cannot keep them across restarts.
-    fn retained(&self) -> Result<Vec<(Box<str>, Arc<Event>)>, StoreError> {
+    fn retained(&self) -> Result<RetainedUpdates, StoreError> {
         Ok(Vec::new())
     }
 
@@ -134,6 +134,10 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         Ok(())
     }
 }
+
+/// Retained updates as (topic, event) pairs: an event retained for several
+/// topics comes once per topic (see [`Store::retained`]).
+pub type RetainedUpdates = Vec<(Box<str>, Arc<Event>)>;
 
 /// The first sequence number of a brand-new history: the current time in
 /// microseconds, so that ids keep growing even across a lost history and an
@@ -304,7 +308,7 @@ impl Store for MemoryStore {
         false
     }
 
-    fn retained(&self) -> Result<Vec<(Box<str>, Arc<Event>)>, StoreError> {
+    fn retained(&self) -> Result<RetainedUpdates, StoreError> {
         let ring = self.read();
         Ok(ring
             .retained

@@ -15,7 +15,9 @@ use redb::{
     Database, Durability, ReadableDatabase as _, ReadableTable as _, ReadableTableMetadata as _,
     WriteTransaction,
 };
-use tidings_core::{Bounds, Event, EventId, EventIdKind, Retain, Retention, Store, StoreError};
+use tidings_core::{
+    Bounds, Event, EventId, EventIdKind, Retain, RetainedUpdates, Retention, Store, StoreError,
+};
 
 use crate::error::{OpenError, guarded, store_error};
 use crate::lock::DirLock;
@@ -249,7 +251,7 @@ impl Store for DiskStore {
         guarded("closing", || self.close_file())
     }
 
-    fn retained(&self) -> Result<Vec<(Box<str>, Arc<Event>)>, StoreError> {
+    fn retained(&self) -> Result<RetainedUpdates, StoreError> {
         guarded("reading the retained updates", || {
             self.with_db(read_retained)
         })
@@ -362,7 +364,7 @@ fn keep_retained(tx: &WriteTransaction, events: &[Arc<Event>]) -> Result<(), Sto
 }
 
 /// Every topic's retained event, each event decoded once.
-fn read_retained(db: &Database) -> Result<Vec<(Box<str>, Arc<Event>)>, StoreError> {
+fn read_retained(db: &Database) -> Result<RetainedUpdates, StoreError> {
     let err = |e: redb::Error| store_error("reading the retained updates", e);
     let tx = db.begin_read().map_err(|e| err(e.into()))?;
     let retained = tx.open_table(RETAINED).map_err(|e| err(e.into()))?;

@@ -39,8 +39,8 @@ use futures_util::FutureExt as _;
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use tidings_core::{
-    Bounds, Cluster, ClusterError, Entry, EventId, PublishError, Published, Retain, Retention,
-    Update,
+    Bounds, Cluster, ClusterError, Entry, EventId, PublishError, Published, Retain,
+    RetainedEntries, Retention, Update,
 };
 use tokio::sync::watch;
 
@@ -384,7 +384,7 @@ impl Cluster for NatsCluster {
         async move { Ok(self.stored(id).await?.map(|(seq, _)| seq)) }.boxed()
     }
 
-    fn retained(&self) -> BoxFuture<'_, Result<Vec<(String, Entry)>, ClusterError>> {
+    fn retained(&self) -> BoxFuture<'_, Result<RetainedEntries, ClusterError>> {
         retained::load(&self.retained, &self.client).boxed()
     }
 

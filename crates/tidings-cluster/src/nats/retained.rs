@@ -34,7 +34,7 @@ use futures_util::StreamExt as _;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use sha2::{Digest as _, Sha256};
-use tidings_core::{ClusterError, Entry, PublishError};
+use tidings_core::{ClusterError, Entry, PublishError, RetainedEntries};
 
 use crate::ConnectError;
 use crate::payload;
@@ -210,7 +210,7 @@ pub(crate) async fn keep(
 pub(crate) async fn load(
     bucket: &Bucket,
     client: &async_nats::Client,
-) -> Result<Vec<(String, Entry)>, ClusterError> {
+) -> Result<RetainedEntries, ClusterError> {
     let err = |e: &dyn std::fmt::Display| ClusterError(format!("NATS: retained updates: {e}"));
     let info = bucket.stream.get_info().await.map_err(|e| err(&e))?;
     let mut out = Vec::new();

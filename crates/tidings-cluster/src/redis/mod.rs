@@ -26,8 +26,8 @@ use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tidings_core::{
-    Bounds, Cluster, ClusterError, Entry, EventId, PublishError, Published, Retain, Retention,
-    Update,
+    Bounds, Cluster, ClusterError, Entry, EventId, PublishError, Published, Retain,
+    RetainedEntries, Retention, Update,
 };
 
 use crate::ConnectError;
@@ -217,7 +217,7 @@ impl RedisCluster {
     /// Every retained update in the hash, by `HSCAN` pages (not one
     /// consistent snapshot, which the [`Cluster::retained`] contract
     /// allows: a field present throughout is returned, as it was or is).
-    async fn retained_now(&self) -> Result<Vec<(String, Entry)>, ClusterError> {
+    async fn retained_now(&self) -> Result<RetainedEntries, ClusterError> {
         let mut conn = self.conn.clone();
         let mut cursor = 0u64;
         let mut out = Vec::new();
@@ -304,7 +304,7 @@ impl Cluster for RedisCluster {
         .boxed()
     }
 
-    fn retained(&self) -> BoxFuture<'_, Result<Vec<(String, Entry)>, ClusterError>> {
+    fn retained(&self) -> BoxFuture<'_, Result<RetainedEntries, ClusterError>> {
         self.retained_now().boxed()
     }
 
