@@ -39,13 +39,14 @@ export async function demoArgs() {
 
 /**
  * Subscribes from Node to `selectors` on the hub at `hubUrl` (directly, not
- * through a page or proxy). Resolves once the stream is open to
+ * through a page or proxy), resuming after `lastEventId` if given (e.g.
+ * `earliest`). Resolves once the stream is open to
  * { events, ids, lastId(), close() }.
  */
-export async function subscribeDirect(hubUrl, selectors = DEMO_SELECTORS, types = ['price', 'score', 'notification', 'clock', 'message']) {
+export async function subscribeDirect(hubUrl, selectors = DEMO_SELECTORS, types = ['price', 'score', 'notification', 'clock', 'message'], lastEventId = '') {
   const query = new URLSearchParams();
   for (const s of selectors) query.append('topic', s);
-  const source = new FetchEventSource(`${hubUrl}/.well-known/mercure?${query}`, { retry: 200 });
+  const source = new FetchEventSource(`${hubUrl}/.well-known/mercure?${query}`, { retry: 200, lastEventId });
   const events = [];
   for (const type of types) {
     source.addEventListener(type, (e) => events.push({ type, data: e.data, id: e.lastEventId }));
@@ -109,6 +110,35 @@ export function isRunOf(page, direct) {
   return page.every((id, i) => direct[start + i] === id);
 }
 
+/** At most this many events open a fresh page: the demo's retained updates (5 prices, 3 matches). */
+export const MAX_SNAPSHOT = 8;
+
+/**
+ * Whether `page` (the ids the page applied, in order) is what a fresh
+ * subscription gets: a snapshot of retained updates (at most
+ * MAX_SNAPSHOT events, in the order of `direct`, all before what follows),
+ * then a run of `direct` (see isRunOf). A page that resumed has no snapshot.
+ */
+export function isSnapshotThenRun(page, direct) {
+  if (page.length === 0 || new Set(page).size !== page.length) return false;
+  const last = direct.indexOf(page.at(-1));
+  if (last < 0) return false;
+  let i = page.length - 1;
+  let j = last;
+  while (i > 0 && j > 0 && page[i - 1] === direct[j - 1]) {
+    i -= 1;
+    j -= 1;
+  }
+  if (i > MAX_SNAPSHOT) return false;
+  let before = -1;
+  for (const id of page.slice(0, i)) {
+    const at = direct.indexOf(id);
+    if (at <= before || at >= j) return false;
+    before = at;
+  }
+  return true;
+}
+
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
@@ -116,7 +146,8 @@ export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
  * demo page: `streams` (url, resource type, headers sent), `sent()` (the
  * streams once their headers are known), `badge()` (the connection badge's
  * state), `state()` (the page's `window.tidingsDemo.state`) and `caughtUp()`
- * (that state when the page has exactly what `direct` has, else null).
+ * (that state when the page has exactly what `direct` has since the page's
+ * snapshot of retained updates, else null).
  */
 export function watchDemo(page, direct) {
   const streams = [];
@@ -139,7 +170,7 @@ export function watchDemo(page, direct) {
   const state = () => page.evaluate(() => window.tidingsDemo.state);
   const caughtUp = async () => {
     const s = await state();
-    return s.lastEventId === direct.lastId() && isRunOf(s.ids, direct.ids) ? s : null;
+    return s.lastEventId === direct.lastId() && isSnapshotThenRun(s.ids, direct.ids) ? s : null;
   };
   return { streams, sent, badge, state, caughtUp };
 }

@@ -125,6 +125,7 @@ fn every_flag_goes_into_the_form() {
             "a b&c=\u{e9}\nline 2",
             "--retry",
             "1500",
+            "--retain",
         ],
         None,
         Some("jwt.from.env"),
@@ -149,6 +150,7 @@ fn every_flag_goes_into_the_form() {
     assert_eq!(got.fields("id"), ["my-id"]);
     assert_eq!(got.fields("private"), ["on"]);
     assert_eq!(got.fields("retry"), ["1500"]);
+    assert_eq!(got.fields("retain"), ["on"]);
 }
 
 #[test]
@@ -170,6 +172,7 @@ fn data_from_stdin_and_token_from_the_environment() {
     assert!(got.fields("type").is_empty());
     assert!(got.fields("id").is_empty());
     assert!(got.fields("retry").is_empty());
+    assert!(got.fields("retain").is_empty());
 }
 
 #[test]

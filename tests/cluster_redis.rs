@@ -10,6 +10,7 @@
 )]
 
 mod cluster_support;
+mod retained_support;
 mod support;
 
 use cluster_support::Kind;
@@ -32,6 +33,11 @@ async fn a_full_engine_gets_507_and_publishing_comes_back_by_itself() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscribers_of_a_killed_node_resume_exactly_elsewhere() {
     cluster_support::node_death(Kind::Redis).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retained_updates_are_shared_by_every_hub() {
+    cluster_support::retained::retained_across_hubs(Kind::Redis).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

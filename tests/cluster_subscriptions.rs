@@ -13,6 +13,7 @@
 )]
 
 mod cluster_support;
+mod retained_support;
 mod subscriptions_support;
 mod support;
 

@@ -26,6 +26,10 @@ pub(crate) struct PubArgs {
     /// Deliver only to subscribers authorised for one of the topics.
     #[arg(long)]
     private: bool,
+    /// Keep it as the retained update of its topics: subscribers that
+    /// connect later get it first. Empty data clears it.
+    #[arg(long)]
+    retain: bool,
     /// A publisher JWT, sent as `Authorization: Bearer`.
     #[arg(
         long,
@@ -65,6 +69,7 @@ pub(crate) fn run(args: PubArgs) -> anyhow::Result<ExitCode> {
         id: args.id,
         private: args.private,
         retry: args.retry,
+        retain: args.retain,
     };
     let token = match (args.token, &args.token_file) {
         (Some(token), _) => Some(token),

@@ -55,6 +55,12 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "TIDINGS_RETRY_MS", default_value_t = 2000)]
     retry_ms: u64,
 
+    /// How many topics may hold a retained update (published with
+    /// `retain`); a retained publish that would add a topic beyond it is
+    /// refused with 507.
+    #[arg(long, env = "TIDINGS_RETAINED_TOPICS", default_value_t = 100_000)]
+    retained_topics: usize,
+
     /// `--cluster`: share the log with other hubs. Listed before `store`:
     /// it reads the history flags too, before `store` takes them.
     #[command(flatten)]
@@ -113,6 +119,15 @@ pub(crate) struct ServeArgs {
     /// subscriptions, a publish form and a subscribe console.
     #[arg(long, env = "TIDINGS_UI")]
     ui: bool,
+    /// Milliseconds between two ticks of the demo feeds (their rates assume
+    /// 250; the browser tests slow them down).
+    #[arg(
+        long,
+        env = "TIDINGS_DEMO_TICK_MS",
+        value_name = "MS",
+        default_value_t = 250
+    )]
+    demo_tick_ms: u64,
 }
 
 /// `ServeArgs`, checked and turned into the library crates' configurations.
@@ -130,8 +145,8 @@ struct Validated {
     store: store::StoreConfig,
     /// The cluster engine; `None`: a single hub.
     cluster: Option<cluster::ClusterConfig>,
-    /// Run the demo feeds.
-    demo: bool,
+    /// Run the demo feeds, at this tick.
+    demo: Option<Duration>,
     /// Track active subscriptions, with this node TTL; `None`: off.
     presence: Option<Duration>,
     /// Listen with `SO_REUSEPORT`.
@@ -161,12 +176,14 @@ impl ServeArgs {
             "--node-ttl must be 3 to 86400 seconds (got {})",
             self.node_ttl
         );
+        anyhow::ensure!(self.demo_tick_ms > 0, "--demo-tick-ms must be at least 1");
         let hub = HubConfig {
             queue_capacity: self.subscriber_queue,
             queue_bytes: self.subscriber_queue_bytes,
             heartbeat: Duration::from_secs(self.heartbeat),
             write_timeout: Duration::from_secs(self.write_timeout),
             retry: (self.retry_ms > 0).then(|| Duration::from_millis(self.retry_ms)),
+            retained_topics: self.retained_topics,
             ..HubConfig::default()
         };
         let security = self.security.validate()?;
@@ -194,7 +211,7 @@ impl ServeArgs {
             tls: security.tls,
             store,
             cluster,
-            demo: self.demo,
+            demo: self.demo.then(|| Duration::from_millis(self.demo_tick_ms)),
             presence: self
                 .subscriptions
                 .then(|| Duration::from_secs(self.node_ttl)),
@@ -281,10 +298,13 @@ async fn serve(config: Validated) -> anyhow::Result<()> {
         );
         hub = hub.with_presence(&presence);
     }
-    if config.demo {
+    if let Some(tick) = config.demo {
         tokio::spawn(tidings_demo::run(
             hub.clone(),
-            tidings_demo::DemoConfig::default(),
+            tidings_demo::DemoConfig {
+                tick,
+                ..tidings_demo::DemoConfig::default()
+            },
         ));
     }
     security::start_key_sets(&config.key_sets).await;

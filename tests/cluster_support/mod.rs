@@ -7,6 +7,7 @@
 
 #[path = "../../crates/tidings-cluster/tests/engines/mod.rs"]
 pub mod engines;
+pub mod retained;
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};

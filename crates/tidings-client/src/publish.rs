@@ -25,6 +25,10 @@ pub struct Update {
     pub private: bool,
     /// The reconnection time the hub sends with the event, in milliseconds.
     pub retry: Option<u64>,
+    /// Ask the hub to keep it as the retained update of its topics, which
+    /// new subscribers get first (a Tidings extension of the protocol;
+    /// empty data clears it).
+    pub retain: bool,
 }
 
 impl Update {
@@ -38,7 +42,7 @@ impl Update {
     }
 
     /// The request body: `topic` once per topic, then `data`, `type`, `id`,
-    /// `private=on`, `retry`, each only when set.
+    /// `private=on`, `retry`, `retain=on`, each only when set.
     pub fn to_form(&self) -> String {
         let mut form = form_urlencoded::Serializer::new(String::new());
         for topic in &self.topics {
@@ -58,6 +62,9 @@ impl Update {
         }
         if let Some(retry) = self.retry {
             form.append_pair("retry", &retry.to_string());
+        }
+        if self.retain {
+            form.append_pair("retain", "on");
         }
         form.finish()
     }
@@ -163,11 +170,12 @@ mod tests {
             id: Some("id-7".into()),
             private: true,
             retry: Some(1500),
+            retain: true,
         };
         assert_eq!(
             update.to_form(),
             "topic=https%3A%2F%2Fx%2Fb%2F1&topic=t%262&data=a+b%0Ac%3D%C3%A9\
-             &type=price&id=id-7&private=on&retry=1500"
+             &type=price&id=id-7&private=on&retry=1500&retain=on"
         );
         assert_eq!(Update::new("t", "").to_form(), "topic=t&data=");
         let bare = Update {

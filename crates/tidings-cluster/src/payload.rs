@@ -4,6 +4,11 @@
 //!
 //! This is not the fan-out hot path: each hub decodes an entry once and
 //! encodes it into its event-stream frame once.
+//!
+//! `retain` came later than version 1: it is written only when set, so an
+//! update without it has the same bytes as before (a retry of an update
+//! published before retained updates existed is still recognised), and
+//! older readers ignore it.
 
 use serde::{Deserialize, Serialize};
 use tidings_core::Update;
@@ -29,6 +34,14 @@ struct Out<'a> {
     retry: Option<u64>,
     /// Whether only authorized subscribers may receive it.
     private: bool,
+    /// Whether it is (or, with empty data, clears) its topics' retained
+    /// update; only written when set.
+    #[serde(skip_serializing_if = "is_false")]
+    retain: bool,
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
 }
 
 /// An update as read back.
@@ -49,6 +62,9 @@ struct In {
     retry: Option<u64>,
     /// Whether only authorized subscribers may receive it.
     private: bool,
+    /// Whether it is (or clears) its topics' retained update.
+    #[serde(default)]
+    retain: bool,
 }
 
 /// An entry's payload could not be read.
@@ -72,6 +88,7 @@ pub(crate) fn encode(update: &Update) -> Vec<u8> {
         id: update.id.as_deref(),
         retry: update.retry,
         private: update.private,
+        retain: update.retain,
     };
     // Serializing strings, numbers and booleans into a Vec cannot fail.
     serde_json::to_vec(&out).unwrap_or_default()
@@ -90,6 +107,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Update, PayloadError> {
         id: read.id,
         retry: read.retry,
         private: read.private,
+        retain: read.retain,
     })
 }
 
@@ -107,6 +125,7 @@ mod tests {
             id: Some("mine".into()),
             retry: Some(1500),
             private: true,
+            retain: true,
         }
     }
 
@@ -125,18 +144,29 @@ mod tests {
             r#"{"v":1,"topics":["t"],"data":"","type":null,"id":null,"retry":null,"private":false}"#
         );
         assert_eq!(decode(&encode(&plain)).unwrap(), plain);
+        let kept = Update {
+            retain: true,
+            ..plain
+        };
+        assert!(
+            String::from_utf8(encode(&kept))
+                .unwrap()
+                .ends_with(r#","private":false,"retain":true}"#)
+        );
+        assert_eq!(decode(&encode(&kept)).unwrap(), kept);
     }
 
     #[test]
     fn every_field_changes_the_bytes() {
         let base = encode(&update());
-        let changes: [fn(&mut Update); 6] = [
+        let changes: [fn(&mut Update); 7] = [
             |u| u.topics.push("more".into()),
             |u| u.data.push('!'),
             |u| u.event_type = None,
             |u| u.id = Some("other".into()),
             |u| u.retry = Some(1),
             |u| u.private = false,
+            |u| u.retain = false,
         ];
         for change in changes {
             let mut u = update();

@@ -100,6 +100,7 @@ for_both!(
     retention_by_count,
     retention_by_age,
     followers_keep_up,
+    retained_updates,
 );
 
 async fn places_follow_and_bounds(kind: Kind) {
@@ -505,4 +506,126 @@ async fn followers_keep_up(kind: Kind) {
     // Not a speed target: a follower that stalls until a pull expires (5 s)
     // fails this; a noisy machine's scheduling delays do not.
     assert!(worst < Duration::from_secs(3), "an entry took {worst:?}");
+}
+
+fn retained_update(topics: &[&str], data: &str, id: Option<&str>) -> Update {
+    Update {
+        topics: topics.iter().map(|t| (*t).to_owned()).collect(),
+        data: data.into(),
+        id: id.map(Into::into),
+        retain: true,
+        ..Update::default()
+    }
+}
+
+/// (topic, place, data) of every retained update the engine keeps, sorted.
+async fn retained_of(c: &Arc<dyn Cluster>) -> Vec<(String, u64, String)> {
+    let mut got: Vec<(String, u64, String)> = c
+        .retained()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(topic, entry)| {
+            assert!(entry.update.retain);
+            assert!(entry.update.topics.contains(&topic), "{topic}: {entry:?}");
+            (topic, entry.seq, entry.update.data)
+        })
+        .collect();
+    got.sort();
+    got
+}
+
+/// The engine keeps each topic's newest retained update, clears it on an
+/// empty one, keeps it when the log is trimmed, gets the same from every
+/// connection, and an older write never replaces a newer one.
+async fn retained_updates(kind: Kind) {
+    let engine = Engine::start(kind).await;
+    let retention = Retention {
+        max_events: Some(10),
+        ..unlimited()
+    };
+    let c = cluster(&engine, retention).await;
+    assert!(c.retained().await.unwrap().is_empty());
+    let first = c
+        .append(
+            &[
+                retained_update(&["a", "b"], "1", Some("r1")),
+                update("a", "plain", None),
+                retained_update(&["c"], "2", None),
+            ],
+            now_ms(),
+        )
+        .await
+        .unwrap();
+    let other = cluster(&engine, retention).await;
+    let second = other
+        .append(
+            &[
+                retained_update(&["b"], "3", None),
+                retained_update(&["c"], "", None),
+            ],
+            now_ms(),
+        )
+        .await
+        .unwrap();
+    let want = vec![
+        ("a".to_owned(), first[0].seq, "1".to_owned()),
+        ("b".to_owned(), second[0].seq, "3".to_owned()),
+    ];
+    assert_eq!(retained_of(&c).await, want);
+    // A retry changes nothing.
+    let retry = c
+        .append(&[retained_update(&["a", "b"], "1", Some("r1"))], now_ms())
+        .await
+        .unwrap();
+    assert!(retry[0].duplicate);
+    assert_eq!(retained_of(&other).await, want);
+    // The log is trimmed far past them: they stay. (Redis trims whole
+    // macro nodes of 100 entries.)
+    for i in 0..300 {
+        c.append(&[update("noise", &i.to_string(), None)], now_ms())
+            .await
+            .unwrap();
+    }
+    assert!(c.bounds().await.unwrap().first > second[1].seq, "trimmed");
+    assert_eq!(retained_of(&c).await, want);
+    // Many topics, from two connections at once, each keeping its newest.
+    let writers = [Arc::clone(&c), Arc::clone(&other)].map(|c| {
+        tokio::spawn(async move {
+            for i in 0..20 {
+                let topic = format!("many/{}", i % 5);
+                c.append(
+                    &[retained_update(&[&topic], &i.to_string(), None)],
+                    now_ms(),
+                )
+                .await
+                .unwrap();
+            }
+        })
+    });
+    for w in writers {
+        w.await.unwrap();
+    }
+    let got = retained_of(&c).await;
+    let many: Vec<_> = got
+        .iter()
+        .filter(|(t, ..)| t.starts_with("many/"))
+        .collect();
+    assert_eq!(many.len(), 5);
+    let mut log = c.follow(c.bounds().await.unwrap().first.saturating_sub(1));
+    let bounds = c.bounds().await.unwrap();
+    let entries = take(
+        &mut log,
+        usize::try_from(bounds.next - bounds.first).unwrap(),
+    )
+    .await;
+    for (topic, seq, _) in many {
+        let newest = entries
+            .iter()
+            .filter(|e| e.update.topics[0] == *topic)
+            .map(|e| e.seq)
+            .max()
+            .unwrap();
+        assert_eq!(*seq, newest, "{topic}: the newest in the log");
+    }
 }

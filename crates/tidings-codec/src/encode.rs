@@ -160,6 +160,22 @@ pub fn retry(ms: u64) -> Bytes {
     buf.freeze()
 }
 
+/// A block that only sets the client's last event id, `id: ID` and the
+/// blank line: by the WHATWG rules the client's last event id becomes `id`
+/// and, the data being empty, nothing is dispatched. Refuses ids that
+/// would inject fields, as [`encode`] does.
+pub fn last_event_id(id: &str) -> Result<Bytes, EncodeError> {
+    let check = Event {
+        id: Some(id),
+        ..Event::default()
+    };
+    check.validate()?;
+    let mut buf = BytesMut::with_capacity(id.len() + 6);
+    put_field(&mut buf, b"id", id.as_bytes());
+    buf.put_u8(b'\n');
+    Ok(buf.freeze())
+}
+
 /// Writes `name: value\n`, or `name:\n` for an empty value (a comment when
 /// `name` is empty). The space keeps a value that starts with a space
 /// intact, since a decoder removes exactly one.
@@ -186,6 +202,21 @@ mod tests {
 
     fn enc(event: Event<'_>) -> String {
         String::from_utf8(encode(&event).unwrap().to_vec()).unwrap()
+    }
+
+    #[test]
+    fn last_event_id_blocks_set_the_id_and_dispatch_nothing() {
+        let block = last_event_id("urn:x:7").unwrap();
+        assert_eq!(&block[..], b"id: urn:x:7\n\n");
+        let mut decoder = crate::Decoder::new();
+        let mut items = Vec::new();
+        let mut stream = encode(&Event::new("a").id("1")).unwrap().to_vec();
+        stream.extend_from_slice(&block);
+        decoder.decode_to_vec(&stream, &mut items).unwrap();
+        assert_eq!(items.len(), 1, "{items:?}");
+        assert_eq!(decoder.last_event_id(), "urn:x:7");
+        assert_eq!(last_event_id("a\nb"), Err(EncodeError::IdLineBreak));
+        assert_eq!(last_event_id("a\0b"), Err(EncodeError::IdNul));
     }
 
     #[test]

@@ -15,5 +15,5 @@ mod encode;
 mod lines;
 
 pub use decode::{DecodeError, Decoder, Item, Limits, MessageEvent};
-pub use encode::{EncodeError, Event, comment, encode, encode_into, retry};
+pub use encode::{EncodeError, Event, comment, encode, encode_into, last_event_id, retry};
 pub use lines::Lines;

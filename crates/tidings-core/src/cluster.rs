@@ -29,6 +29,10 @@ pub struct Entry {
     pub time_ms: u64,
 }
 
+/// Retained updates as (topic, entry) pairs: an entry retained for several
+/// topics comes once per topic (see [`Cluster::retained`]).
+pub type RetainedEntries = Vec<(String, Entry)>;
+
 /// The engine could not be reached or answered nonsense.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("cluster engine: {0}")]
@@ -61,4 +65,21 @@ pub trait Cluster: Send + Sync + fmt::Debug + 'static {
 
     /// The range of places the engine retains.
     fn bounds(&self) -> BoxFuture<'_, Result<Bounds, ClusterError>>;
+
+    /// The retained updates the engine keeps, whatever its log's retention
+    /// dropped: for each topic that has one, the newest entry appended with
+    /// `retain` and data on it (unless a later one with `retain` and no
+    /// data cleared it), as (topic, entry) pairs; an entry retained for
+    /// several topics comes once per topic. An append keeps them up to date
+    /// (on Redis in the same step; see each engine).
+    ///
+    /// A hub reads them when it starts, after it read the place it will
+    /// follow the log from: what changed since is in the log too, and the
+    /// hub keeps the newer of the two. They need not be one consistent
+    /// snapshot: a topic changed while they are read may come as it was or
+    /// as it is. The default keeps none: an engine that cannot keep them
+    /// only has what its log still holds.
+    fn retained(&self) -> BoxFuture<'_, Result<RetainedEntries, ClusterError>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
 }

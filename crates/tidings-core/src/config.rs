@@ -23,6 +23,10 @@ pub struct HubConfig {
     pub replay_page: usize,
     /// How often retention is enforced in the background.
     pub retention_interval: Duration,
+    /// How many topics may hold a retained update: the retained updates
+    /// are kept in memory (and in the store) whatever the history's
+    /// retention, so they need a bound of their own.
+    pub retained_topics: usize,
 }
 
 impl Default for HubConfig {
@@ -35,6 +39,7 @@ impl Default for HubConfig {
             retry: Some(Duration::from_secs(2)),
             replay_page: 1000,
             retention_interval: Duration::from_secs(5),
+            retained_topics: 100_000,
         }
     }
 }

@@ -33,6 +33,15 @@ pub enum PublishError {
     /// The cluster engine cannot be reached: nothing was published.
     #[error("the cluster engine is unavailable: {0}")]
     Unavailable(String),
+    /// A retained update would make more topics hold one than the hub
+    /// keeps: nothing of the publish was published.
+    #[error(
+        "the hub keeps retained updates for at most {limit} topics; this publish would add more (clear some with an empty retained update, or raise --retained-topics)"
+    )]
+    RetainedFull {
+        /// The limit.
+        limit: usize,
+    },
     /// The cluster engine refuses writes because it is full (Redis at
     /// `maxmemory` with `noeviction`, a JetStream stream at its limit with
     /// discard-new): nothing was published.
@@ -42,12 +51,14 @@ pub enum PublishError {
 
 impl PublishError {
     /// A short, stable name for why the publish failed, for metrics and
-    /// logs: `invalid`, `conflict`, `disk_full`, `store_error`,
-    /// `shutting_down`, `engine_unavailable` or `engine_full`.
+    /// logs: `invalid`, `conflict`, `retained_full`, `disk_full`,
+    /// `store_error`, `shutting_down`, `engine_unavailable` or
+    /// `engine_full`.
     pub fn cause(&self) -> &'static str {
         match self {
             Self::Invalid { .. } => "invalid",
             Self::Conflict { .. } => "conflict",
+            Self::RetainedFull { .. } => "retained_full",
             Self::Store(err) if err.kind == StoreErrorKind::Full => "disk_full",
             Self::Store(_) => "store_error",
             Self::ShuttingDown => "shutting_down",
@@ -58,9 +69,13 @@ impl PublishError {
 
     /// Whether the hub, not what was published, is why it failed: the
     /// publish was fine and was refused (counted in
-    /// `tidings_publishes_refused_total`).
+    /// `tidings_publishes_refused_total`). A publish over the retained
+    /// topics limit is the publisher's to fix, like a conflict.
     pub fn is_refusal(&self) -> bool {
-        !matches!(self, Self::Invalid { .. } | Self::Conflict { .. })
+        !matches!(
+            self,
+            Self::Invalid { .. } | Self::Conflict { .. } | Self::RetainedFull { .. }
+        )
     }
 }
 

@@ -21,6 +21,33 @@ pub struct Update {
     pub retry: Option<u64>,
     /// Only subscribers authorized for one of the topics receive it.
     pub private: bool,
+    /// The hub keeps it as the retained update of each of its topics (what
+    /// a new subscriber gets first); with empty data it clears theirs.
+    pub retain: bool,
+}
+
+/// What an event does to the retained updates of its topics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Retain {
+    /// Nothing: an ordinary event.
+    #[default]
+    No,
+    /// It becomes the retained update of each of its topics.
+    Keep,
+    /// It clears the retained update of each of its topics (an update with
+    /// `retain` and empty data); it is delivered as an ordinary event.
+    Clear,
+}
+
+impl Retain {
+    /// What an update with these fields does.
+    pub fn of(update: &Update) -> Self {
+        match (update.retain, update.data.is_empty()) {
+            (false, _) => Self::No,
+            (true, false) => Self::Keep,
+            (true, true) => Self::Clear,
+        }
+    }
 }
 
 /// Why an update was refused before it got a place in the order.
@@ -109,6 +136,9 @@ pub struct Event {
     pub topics: Box<[Box<str>]>,
     /// Only authorized subscribers may see it.
     pub private: bool,
+    /// What it does to the retained updates of its topics: a flag, so that
+    /// ordinary events cost the retained-update bookkeeping one comparison.
+    pub retain: Retain,
     /// When the hub accepted it, in milliseconds since the Unix epoch; what
     /// retention by age compares.
     pub time_ms: u64,
@@ -125,6 +155,7 @@ impl fmt::Debug for Event {
             .field("id", &self.id)
             .field("topics", &self.topics)
             .field("private", &self.private)
+            .field("retain", &self.retain)
             .field("frame_len", &self.frame.len())
             .finish_non_exhaustive()
     }
@@ -144,6 +175,7 @@ impl Event {
             id: id.into_boxed_str(),
             topics: update.topics.iter().map(|t| t.as_str().into()).collect(),
             private: update.private,
+            retain: Retain::of(update),
             time_ms,
             frame,
         })
@@ -155,6 +187,7 @@ impl Event {
         self.id == other.id
             && self.topics == other.topics
             && self.private == other.private
+            && self.retain == other.retain
             && self.frame == other.frame
     }
 
@@ -240,5 +273,25 @@ mod tests {
         u.data = "y".into();
         let c = Event::encode(3, &u, 20).unwrap();
         assert!(!a.same_update(&c));
+        u.data = "x".into();
+        u.retain = true;
+        let d = Event::encode(4, &u, 20).unwrap();
+        assert!(!a.same_update(&d), "retaining changes the update");
+    }
+
+    #[test]
+    fn retain_keeps_or_clears() {
+        let mut u = update("x");
+        assert_eq!(Event::encode(1, &u, 0).unwrap().retain, Retain::No);
+        u.retain = true;
+        assert_eq!(Event::encode(1, &u, 0).unwrap().retain, Retain::Keep);
+        u.data.clear();
+        let clear = Event::encode(1, &u, 0).unwrap();
+        assert_eq!(clear.retain, Retain::Clear);
+        assert_eq!(
+            &clear.frame[..],
+            b"id: urn:tidings:1\ndata:\n\n",
+            "a clear is delivered as an event with empty data"
+        );
     }
 }

@@ -7,11 +7,14 @@ use std::time::{Duration, Instant};
 
 use futures_util::{FutureExt as _, StreamExt as _};
 
+use std::collections::HashMap;
+
 use crate::clock;
 use crate::cluster::{Cluster, Entry};
 use crate::engine::EngineHealth;
 use crate::event::Event;
 use crate::fanout::FanOut;
+use crate::retained::Head;
 use crate::shared::Shared;
 
 /// Entries handled as one batch at most.
@@ -24,6 +27,7 @@ pub(crate) async fn run(
     health: Arc<EngineHealth>,
 ) {
     let after = start_after(&shared, &*cluster, &health).await;
+    load_retained(&shared, &*cluster).await;
     tracing::info!(after, "following the cluster log");
     let mut log = cluster.follow(after);
     while let Some(first) = log.next().await {
@@ -85,6 +89,52 @@ async fn start_after(shared: &Arc<Shared>, cluster: &dyn Cluster, health: &Engin
     }
 }
 
+/// Loads the retained updates the engine keeps (those of entries its log
+/// no longer holds included), with the engine's head as this hub's head:
+/// read after the place the follower starts from, so that whatever changes
+/// meanwhile comes through the log as well.
+async fn load_retained(shared: &Arc<Shared>, cluster: &dyn Cluster) {
+    let mut delay = Duration::from_millis(100);
+    let (bounds, entries) = loop {
+        let bounds = cluster.bounds().await;
+        let retained = match &bounds {
+            Ok(_) => cluster.retained().await,
+            Err(err) => Err(err.clone()),
+        };
+        match (bounds, retained) {
+            (Ok(bounds), Ok(entries)) => break (bounds, entries),
+            (Err(err), _) | (_, Err(err)) => {
+                tracing::warn!(error = %err, "cannot read the retained updates from the cluster engine; retrying");
+            }
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
+    };
+    // Each entry once, shared by its topics.
+    let mut events: HashMap<u64, Option<Arc<Event>>> = HashMap::new();
+    let mut retained = Vec::with_capacity(entries.len());
+    for (topic, entry) in entries {
+        let event = events.entry(entry.seq).or_insert_with(|| {
+            Event::encode(entry.seq, &entry.update, entry.time_ms)
+                .inspect_err(|err| {
+                    tracing::error!(seq = entry.seq, error = %err, "skipping a retained update that cannot be encoded");
+                })
+                .ok()
+                .map(Arc::new)
+        });
+        if let Some(event) = event {
+            retained.push((topic.into_boxed_str(), Arc::clone(event)));
+        }
+    }
+    let holds_any = bounds.first < bounds.next || !retained.is_empty();
+    let head = holds_any.then(|| Head::Place(bounds.next.saturating_sub(1)));
+    tracing::info!(
+        topics = retained.len(),
+        "retained updates loaded from the cluster engine"
+    );
+    shared.retained.load(retained, head);
+}
+
 async fn deliver(shared: &Shared, fanout: &FanOut, health: &EngineHealth, entries: Vec<Entry>) {
     let now_ms = clock::unix_ms();
     let now = Instant::now();
@@ -113,6 +163,9 @@ async fn deliver(shared: &Shared, fanout: &FanOut, health: &EngineHealth, entrie
         // subscribers still get it.
         tracing::error!(error = %err, "cannot keep followed entries in the local history");
     }
+    // Retained updates and the head first: a subscription that reads them
+    // from now on has these events in its snapshot or live.
+    shared.retained.apply(&events);
     let last = events.last().map(|e| e.seq);
     fanout.send(events, received).await;
     if let Some(last) = last {

@@ -22,6 +22,7 @@ use crate::follower;
 use crate::presence::{ListError, Presence, PresenceConfig, SubscriptionList};
 use crate::readiness::Readiness;
 use crate::recovery::{self, Watched};
+use crate::retained::{self, Admission, Head};
 use crate::sequencer::{self, Command};
 use crate::shared::Shared;
 use crate::store::{Bounds, Store, StoreError, StoreErrorKind};
@@ -124,8 +125,19 @@ impl Hub {
     /// Starts a hub on `store`: its sequencer thread, and its sweeper task
     /// on the current Tokio runtime.
     pub fn start(config: HubConfig, store: Arc<dyn Store>) -> Result<Self, StoreError> {
-        let next = store.bounds()?.next;
+        let bounds = store.bounds()?;
+        let next = bounds.next;
+        let kept = store.retained()?;
+        // The newest event: the last stored, or only its place when
+        // retention dropped it and retained updates remain.
+        let last = store.read_after(next.saturating_sub(2), 1)?;
+        let head = match last.into_iter().next() {
+            Some(event) if event.seq + 1 == next => Some(Head::Event(event)),
+            _ if bounds.first < next || !kept.is_empty() => Some(Head::Place(next - 1)),
+            _ => None,
+        };
         let shared = Shared::new(config, store, None);
+        shared.retained.load(kept, head);
         let (fanout, fanout_thread) = FanOut::start(Arc::clone(&shared))
             .map_err(|e| StoreError::from_source("cannot start the fan-out thread", e))?;
         let (commands, rx) = mpsc::channel(4096);
@@ -267,6 +279,12 @@ impl Hub {
                 outcome.await.map_err(|_| PublishError::ShuttingDown)?
             }
             Writer::Cluster { engine, health, .. } => {
+                // Checked against this hub's copy of the retained updates,
+                // which follows the engine's.
+                self.shared.retained.admit(
+                    &mut Admission::default(),
+                    retained::changes_of_updates(&updates),
+                )?;
                 let appended = engine.append(&updates, crate::clock::unix_ms()).await;
                 match &appended {
                     Ok(_) => health.took_write(),
@@ -288,7 +306,10 @@ impl Hub {
 
     /// Subscribes: from now on, every matching event is queued for the new
     /// subscription; if it asked to resume, the history after its id is
-    /// replayed first, with no gap and no duplicate where the two meet.
+    /// replayed first, with no gap and no duplicate where the two meet;
+    /// if not, the retained updates of its topics come first, then an
+    /// `id:` block naming the newest event the hub held (from which a
+    /// client resumes exactly).
     pub async fn subscribe(
         &self,
         request: SubscribeRequest,
@@ -312,6 +333,12 @@ impl Hub {
         ));
         // Live first, so nothing published from here on can be missed.
         shared.subscribe(&sub)?;
+        // Then, unless it resumes, the retained updates up to the head:
+        // what comes after the head comes live.
+        let snapshot = request
+            .last_event_id
+            .is_none()
+            .then(|| shared.retained.snapshot(&sub));
         let resume = match shared.resolve(request.last_event_id.as_deref()).await {
             Ok(resume) => resume,
             Err(err) => {
@@ -326,6 +353,7 @@ impl Hub {
             Arc::clone(&sub),
             opening,
             resume.after,
+            snapshot,
             resume.header,
         );
         // Announced once registered: a watcher subscribed to subscription

@@ -31,6 +31,11 @@
 //! each event to the [`registry`](crate::registry)'s matching subscribers
 //! and then answers the publisher. Each subscriber's transport drains its
 //! queue through [`Subscription::next`].
+//!
+//! Updates published with `retain` are also kept per topic
+//! ([`retained`](crate::retained)): a subscription that does not resume
+//! starts with the retained updates of its topics and an `id:` block
+//! naming the newest event the hub held, then goes live.
 
 // The public handle, then the parts it starts, then what they share, then
 // the leaves: each module imports only modules further down this list.
@@ -49,6 +54,7 @@ mod shared;
 mod history;
 mod presence;
 mod registry;
+mod retained;
 mod subscriber;
 
 mod clock;
@@ -63,10 +69,10 @@ mod replay;
 mod roster;
 mod store;
 
-pub use cluster::{Cluster, ClusterError, Entry};
+pub use cluster::{Cluster, ClusterError, Entry, RetainedEntries};
 pub use config::HubConfig;
 pub use error::{PublishError, SubscribeError};
-pub use event::{Event, EventId, Published, Update, UpdateError};
+pub use event::{Event, EventId, Published, Retain, Update, UpdateError};
 pub use hub::Hub;
 pub use presence::{
     ActiveSubscription, JSONLD_CONTEXT, ListError, PresenceConfig, SUBSCRIPTIONS_PATH,
@@ -76,7 +82,8 @@ pub use readiness::Readiness;
 pub use replay::{GAP_EVENT_TYPE, Resume};
 pub use roster::{DeadHub, Lease, Roster, RosterChange};
 pub use store::{
-    Bounds, EventIdKind, MemoryStore, Retention, Store, StoreError, StoreErrorKind, initial_seq,
+    Bounds, EventIdKind, MemoryStore, RetainedUpdates, Retention, Store, StoreError,
+    StoreErrorKind, initial_seq,
 };
 pub use subscriber::{DirectWrite, End, SubscribeRequest, SubscriberAuth};
 pub use subscription::{AbortWatch, MAX_BATCH, Subscription};

@@ -18,6 +18,7 @@ use crate::clock;
 use crate::error::PublishError;
 use crate::event::{Event, Published, Update};
 use crate::fanout::{Ack, FanOut};
+use crate::retained::{self, Admission};
 use crate::shared::Shared;
 
 /// How many commands one batch takes at most.
@@ -111,6 +112,9 @@ fn process(
     commands: Vec<Command>,
 ) -> Option<oneshot::Sender<()>> {
     let mut batch = Batch::default();
+    // Retained updates the group's publishes would add or clear: each
+    // publish is checked against the limit before it is kept.
+    let mut admission = Admission::default();
     let mut replies: Vec<(Reply, Result<Vec<Published>, PublishError>)> = Vec::new();
     let mut stop = None;
     let now_ms = clock::unix_ms();
@@ -126,7 +130,15 @@ fn process(
                 reply,
             } => {
                 let mark = (batch.events.len(), *next);
-                match batch.add(shared, &updates, received, next, now_ms) {
+                let added = batch.add(shared, &updates, received, next, now_ms);
+                let added = added.and_then(|published| {
+                    let fresh = batch.events.get(mark.0..).unwrap_or_default();
+                    shared
+                        .retained
+                        .admit(&mut admission, retained::changes_of_events(fresh))
+                        .map(|()| published)
+                });
+                match added {
                     Ok(published) => replies.push((reply, Ok(published))),
                     Err(err) => {
                         batch.truncate(mark.0);
@@ -160,6 +172,9 @@ fn process(
             .metrics
             .published
             .increment(batch.events.len() as u64);
+        // Retained updates and the head first: a subscription that reads
+        // them from now on has these events in its snapshot or live.
+        shared.retained.apply(&batch.events);
     }
     if batch.events.is_empty() {
         // Nothing new (retries only): nothing to offer.

@@ -23,6 +23,7 @@ use crate::history::History;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::replay::{self, Lookup};
+use crate::retained::Retained;
 use crate::store::{Bounds, Store, StoreError};
 use crate::subscriber::{Offer, Subscriber};
 
@@ -35,6 +36,9 @@ pub(crate) struct Shared {
     pub(crate) history: History,
     /// Who is subscribed to what.
     pub(crate) registry: Registry,
+    /// The retained update of each topic, and the newest event held: what
+    /// a subscription that does not resume starts with.
+    pub(crate) retained: Retained,
     /// Seconds since start, for timeouts.
     pub(crate) clock: Clock,
     /// Counters.
@@ -67,10 +71,12 @@ impl Shared {
             let ms = u64::try_from(retry.as_millis()).unwrap_or(u64::MAX);
             opening.extend_from_slice(&tidings_codec::retry(ms));
         }
+        let retained = Retained::new(config.retained_topics);
         Arc::new(Self {
             config,
             history: History::new(store),
             registry: Registry::default(),
+            retained,
             clock: Clock::new(),
             metrics: Metrics::new(),
             shutting_down: AtomicBool::new(false),

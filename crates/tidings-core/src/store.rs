@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use crate::clock;
-use crate::event::Event;
+use crate::event::{Event, Retain};
 
 /// The range of sequence numbers a store holds: `first..next`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,7 +140,10 @@ impl StoreError {
 pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Appends `events` (consecutive, after everything stored). They must be
     /// durable, as far as the store promises durability, when this returns
-    /// `Ok`; on `Err`, none of them may be visible.
+    /// `Ok`; on `Err`, none of them may be visible. In the same step, an
+    /// event whose [`retain`](Event::retain) is [`Retain::Keep`] becomes the
+    /// retained update of each of its topics, and one with
+    /// [`Retain::Clear`] removes theirs (see [`Store::retained`]).
     fn append(&self, events: &[Arc<Event>]) -> Result<(), StoreError>;
 
     /// Up to `limit` retained events with a sequence number above `after`,
@@ -161,6 +164,17 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Whether the calls above may block on I/O.
     fn blocking(&self) -> bool;
 
+    /// The retained updates as the appends left them: for each topic that
+    /// has one, the newest event appended with [`Retain::Keep`] on it
+    /// (unless a later [`Retain::Clear`] removed it), as (topic, event)
+    /// pairs; an event retained for several topics comes once per topic.
+    /// Retention never removes them. The hub reads them once, when it
+    /// starts, and keeps them in memory from then on. The default keeps
+    /// none: a store that cannot keep them across restarts.
+    fn retained(&self) -> Result<RetainedUpdates, StoreError> {
+        Ok(Vec::new())
+    }
+
     /// Closes the store cleanly (a durable store releases its file, marked
     /// as closed, so that the next start need not check it); every call
     /// after it fails. The hub calls it once, at the end of
@@ -180,6 +194,10 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         Ok(())
     }
 }
+
+/// Retained updates as (topic, event) pairs: an event retained for several
+/// topics comes once per topic (see [`Store::retained`]).
+pub type RetainedUpdates = Vec<(Box<str>, Arc<Event>)>;
 
 /// The first sequence number of a brand-new history: the current time in
 /// microseconds, so that ids keep growing even across a lost history and an
@@ -203,6 +221,8 @@ pub struct MemoryStore {
 struct Ring {
     /// Retained events, oldest first, consecutive sequence numbers.
     events: VecDeque<Arc<Event>>,
+    /// The retained update of each topic that has one; never trimmed.
+    retained: HashMap<Box<str>, Arc<Event>>,
     /// Publisher-given ids of retained events.
     ids: HashMap<Box<str>, u64>,
     /// Sum of the retained frames' lengths.
@@ -218,6 +238,7 @@ impl MemoryStore {
             retention,
             ring: RwLock::new(Ring {
                 events: VecDeque::new(),
+                retained: HashMap::new(),
                 ids: HashMap::new(),
                 bytes: 0,
                 next: initial_seq(),
@@ -297,6 +318,19 @@ impl Store for MemoryStore {
             if EventIdKind::of(event) == EventIdKind::Publisher {
                 ring.ids.insert(event.id.clone(), event.seq);
             }
+            match event.retain {
+                Retain::No => {}
+                Retain::Keep => {
+                    for topic in &event.topics {
+                        ring.retained.insert(topic.clone(), Arc::clone(event));
+                    }
+                }
+                Retain::Clear => {
+                    for topic in &event.topics {
+                        ring.retained.remove(topic);
+                    }
+                }
+            }
             ring.events.push_back(Arc::clone(event));
         }
         ring.trim(&self.retention, None);
@@ -332,6 +366,15 @@ impl Store for MemoryStore {
 
     fn blocking(&self) -> bool {
         false
+    }
+
+    fn retained(&self) -> Result<RetainedUpdates, StoreError> {
+        let ring = self.read();
+        Ok(ring
+            .retained
+            .iter()
+            .map(|(topic, event)| (topic.clone(), Arc::clone(event)))
+            .collect())
     }
 }
 
@@ -432,6 +475,42 @@ mod tests {
         let batch: Vec<_> = (0..4).map(|i| event(base + i, None, 0)).collect();
         store.append(&batch).unwrap();
         assert_eq!(store.read_after(0, 10).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn retained_updates_outlive_retention_and_clear() {
+        let store = MemoryStore::new(Retention {
+            max_events: Some(1),
+            max_age: None,
+            max_bytes: None,
+        });
+        let base = store.bounds().unwrap().next;
+        let retained = |seq: u64, topics: &[&str], data: &str| {
+            let update = Update {
+                topics: topics.iter().map(|t| (*t).to_owned()).collect(),
+                data: data.into(),
+                retain: true,
+                ..Update::default()
+            };
+            Arc::new(Event::encode(seq, &update, 0).unwrap())
+        };
+        store
+            .append(&[retained(base, &["a", "b"], "1"), event(base + 1, None, 0)])
+            .unwrap();
+        store.append(&[retained(base + 2, &["b"], "2")]).unwrap();
+        assert_eq!(store.read_after(0, 10).unwrap().len(), 1, "history trimmed");
+        let mut kept: Vec<(String, u64)> = store
+            .retained()
+            .unwrap()
+            .into_iter()
+            .map(|(t, e)| (t.into(), e.seq))
+            .collect();
+        kept.sort();
+        assert_eq!(kept, [("a".into(), base), ("b".into(), base + 2)]);
+        store.append(&[retained(base + 3, &["a"], "")]).unwrap();
+        let kept: Vec<_> = store.retained().unwrap();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(&*kept[0].0, "b");
     }
 
     #[test]

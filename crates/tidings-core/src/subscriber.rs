@@ -206,7 +206,10 @@ impl Subscriber {
                 direct: None,
                 idle: false,
                 last_offered: 0,
-                replaying: request.last_event_id.is_some(),
+                // Every subscription starts with history or with the
+                // snapshot of retained updates; an overflow meanwhile
+                // means "read history again", not "too slow".
+                replaying: true,
                 overflowed: false,
                 heartbeat: false,
                 end: None,

@@ -12,6 +12,7 @@ use bytes::Bytes;
 
 use crate::event::Event;
 use crate::presence::Seat;
+use crate::retained::Snapshot;
 use crate::shared::Shared;
 use crate::store::StoreError;
 use crate::subscriber::{DirectWrite, End, Subscriber};
@@ -20,8 +21,11 @@ use crate::subscriber::{DirectWrite, End, Subscriber};
 #[derive(Debug)]
 enum Phase {
     /// The opening frames (comment, `retry`, a gap notice) are due; then
-    /// replay after the given sequence number, or go live.
-    Opening(Vec<Bytes>, Option<u64>),
+    /// replay after the given sequence number, or send the snapshot of
+    /// retained updates, or go live.
+    Opening(Vec<Bytes>, Option<u64>, Option<Box<Snapshot>>),
+    /// Sending the retained updates and the `id: HEAD` block.
+    Snapshot(Box<Snapshot>),
     /// Replaying history after this sequence number.
     Replay(u64),
     /// Sending live events.
@@ -76,13 +80,18 @@ impl Subscription {
         sub: Arc<Subscriber>,
         opening: Vec<Bytes>,
         replay_after: Option<u64>,
+        snapshot: Option<Snapshot>,
         resume_header: Option<String>,
     ) -> Self {
         Self {
-            last_sent: replay_after.unwrap_or(0),
+            // Once the snapshot is sent, everything up to the head counts
+            // as seen: the live events it queued meanwhile are skipped.
+            last_sent: replay_after
+                .or(snapshot.as_ref().map(|s| s.head))
+                .unwrap_or(0),
             shared,
             sub,
-            phase: Phase::Opening(opening, replay_after),
+            phase: Phase::Opening(opening, replay_after, snapshot.map(Box::new)),
             pending_latency: None,
             resume_header,
             reading: None,
@@ -136,10 +145,16 @@ impl Subscription {
     ) -> Poll<Result<(), End>> {
         loop {
             match std::mem::replace(&mut self.phase, Phase::Live) {
-                Phase::Opening(frames, replay_after) => {
-                    self.phase = replay_after.map_or(Phase::Live, Phase::Replay);
-                    if !frames.is_empty() {
-                        out.extend(frames);
+                Phase::Opening(frames, replay_after, snapshot) => {
+                    self.phase = match (replay_after, snapshot) {
+                        (Some(after), _) => Phase::Replay(after),
+                        (None, Some(snapshot)) => Phase::Snapshot(snapshot),
+                        (None, None) => Phase::Live,
+                    };
+                    out.extend(frames);
+                    // The snapshot goes in the same batch, as far as it
+                    // fits: a stream opens with the state at once.
+                    if !out.is_empty() && !matches!(self.phase, Phase::Snapshot(_)) {
                         return Poll::Ready(Ok(()));
                     }
                 }
@@ -164,6 +179,21 @@ impl Subscription {
                             return Poll::Ready(Err(End::Shutdown));
                         }
                     }
+                    if !out.is_empty() {
+                        return Poll::Ready(Ok(()));
+                    }
+                }
+                Phase::Snapshot(mut snapshot) => {
+                    let before = out.len();
+                    self.phase = if !snapshot.take(out, MAX_BATCH - before.min(MAX_BATCH)) {
+                        Phase::Snapshot(snapshot)
+                    } else if self.sub.finish_replay() {
+                        Phase::Live
+                    } else {
+                        // The queue overflowed meanwhile: what it dropped
+                        // comes from history, after the head.
+                        Phase::Replay(self.last_sent)
+                    };
                     if !out.is_empty() {
                         return Poll::Ready(Ok(()));
                     }

@@ -43,7 +43,9 @@ pub(crate) trait Feed: Send {
 }
 
 /// A typed update: `body` as compact JSON on `topic`, with SSE type
-/// `event_type`.
+/// `event_type`. Feeds whose latest event is the current state of its topic
+/// (a price, a score) set `retain` on it, so that a page opened at any
+/// moment shows that state at once.
 pub(crate) fn json_update(topic: String, event_type: &str, body: &impl serde::Serialize) -> Update {
     Update {
         topics: vec![topic],

@@ -141,7 +141,11 @@ mod tests {
                 let event = Event::encode(1_000_000 + events, &update, 0).unwrap();
                 events += 1;
                 bytes += event.frame.len() as u64;
-                *by_type.entry(update.event_type.unwrap()).or_insert(0) += 1;
+                let mut kind = update.event_type.unwrap();
+                if update.data.is_empty() {
+                    kind.push_str(" cleared");
+                }
+                *by_type.entry(kind).or_insert(0) += 1;
             }
         }
         (events, bytes, by_type)
@@ -161,6 +165,9 @@ mod tests {
         assert!((6_800..7_600).contains(&by_type["price"]), "{by_type:?}");
         assert!((3_590..3_610).contains(&by_type["score"]), "{by_type:?}");
         assert!((450..750).contains(&by_type["notification"]), "{by_type:?}");
+        // Every finished match clears its retained score: about 3 pitches
+        // times one match per 40-odd updates of 3 s.
+        assert!((60..110).contains(&by_type["score cleared"]), "{by_type:?}");
     }
 
     #[test]

@@ -158,6 +158,15 @@ impl Feed for Scores {
         match current.act(tick, &mut goals) {
             Act::Report => out.push(current.event(&goals, time)),
             Act::Replace => {
+                // The finished match's topic keeps no state: its retained
+                // update is cleared, so that a new page does not get every
+                // match ever played.
+                out.push(Update {
+                    topics: vec![topics::score(&current.slug)],
+                    event_type: Some(topics::SCORE.to_owned()),
+                    retain: true,
+                    ..Update::default()
+                });
                 let others: Vec<&Match> = before.iter().chain(after.iter()).collect();
                 let fixture = Match::draw_among(current.pitch, UPCOMING_ACTS, &others, tick.rng);
                 out.push(fixture.event(&[], time));
@@ -295,7 +304,11 @@ impl Match {
             goals,
             time,
         };
-        json_update(topics::score(&self.slug), topics::SCORE, &score)
+        // The latest update is the match's state: a new page gets it first.
+        Update {
+            retain: true,
+            ..json_update(topics::score(&self.slug), topics::SCORE, &score)
+        }
     }
 }
 
@@ -327,8 +340,22 @@ mod tests {
             let mut out = Vec::new();
             scores.tick(&mut tick, &mut out);
             for update in out {
-                let v: serde_json::Value = serde_json::from_str(&update.data).unwrap();
                 assert_eq!(update.event_type.as_deref(), Some("score"));
+                assert!(update.retain, "scores are retained");
+                if update.data.is_empty() {
+                    // A finished match's retained update cleared: it was
+                    // the last one reported, at full time.
+                    let last = events
+                        .iter()
+                        .rev()
+                        .find(|e: &&serde_json::Value| {
+                            update.topics[0].ends_with(e["match"].as_str().unwrap())
+                        })
+                        .unwrap();
+                    assert_eq!(last["status"], "full-time");
+                    continue;
+                }
+                let v: serde_json::Value = serde_json::from_str(&update.data).unwrap();
                 assert_eq!(
                     update.topics,
                     [format!(

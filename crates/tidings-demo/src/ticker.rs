@@ -130,7 +130,11 @@ impl Stock {
             change_pct: round2(change as f64 * 100.0 / self.open_cents as f64),
             time,
         };
-        json_update(topics::price(self.symbol), topics::PRICE, &price)
+        // The latest price is the symbol's state: a new page gets it first.
+        Update {
+            retain: true,
+            ..json_update(topics::price(self.symbol), topics::PRICE, &price)
+        }
     }
 }
 
@@ -195,6 +199,7 @@ mod tests {
         assert_eq!(first["time"], 1_700_000_000_000_u64);
         assert_eq!(out[0].topics, ["https://demo.tidings.dev/prices/ACME"]);
         assert_eq!(out[0].event_type.as_deref(), Some("price"));
+        assert!(out.iter().all(|u| u.retain), "prices are retained");
 
         let mut trades = 0;
         let mut last_trade = std::collections::HashMap::new();

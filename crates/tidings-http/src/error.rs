@@ -117,6 +117,9 @@ impl From<PublishError> for AppError {
             PublishError::EngineFull(_) => {
                 Self::insufficient_storage(format!("{err}; nothing was published"))
             }
+            PublishError::RetainedFull { .. } => {
+                Self::new(StatusCode::INSUFFICIENT_STORAGE, err.to_string())
+            }
         }
     }
 }

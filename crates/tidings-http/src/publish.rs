@@ -113,8 +113,9 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Byte
 }
 
 /// One update from Mercure's form encoding: `topic` (repeated), `data`,
-/// `type`, `id`, `retry`, `private` (present means private); other fields
-/// are ignored.
+/// `type`, `id`, `retry`, `private` (present means private), and Tidings'
+/// `retain` (present means retained, like `private`); other fields are
+/// ignored.
 ///
 /// As in the Mercure hub, which reads them with Go's `PostForm.Get`: the
 /// single-valued fields (`data`, `type`, `id`, `retry`) count in their
@@ -135,6 +136,10 @@ fn parse_form(body: &[u8]) -> Result<Update, AppError> {
             }
             "private" => {
                 update.private = true;
+                continue;
+            }
+            "retain" => {
+                update.retain = true;
                 continue;
             }
             "data" => &mut data,
@@ -194,6 +199,9 @@ struct JsonUpdate {
     id: Option<String>,
     #[serde(default)]
     private: bool,
+    /// Keep it as the retained update of its topics (empty data clears).
+    #[serde(default)]
+    retain: bool,
     #[serde(default)]
     retry: Option<u64>,
 }
@@ -229,6 +237,7 @@ fn parse_json(body: &[u8]) -> Result<Vec<Update>, AppError> {
                 id: json.id.filter(|id| !id.is_empty()),
                 retry: json.retry,
                 private: json.private,
+                retain: json.retain,
             };
             require_topic(&update)
                 .map_err(|e| AppError::bad_request(format!("update {i}: {}", e.message)))?;
@@ -347,7 +356,13 @@ mod tests {
         assert_eq!(u.event_type.as_deref(), Some("t"));
         assert_eq!(u.id, None);
         assert!(u.private);
+        assert!(!u.retain);
         assert_eq!(u.retry, Some(5));
+        assert!(parse_form(b"topic=a&retain").unwrap().retain);
+        assert!(
+            parse_form(b"topic=a&retain=0").unwrap().retain,
+            "present means on"
+        );
         assert!(parse_form(b"data=x").is_err());
         assert!(parse_form(b"topic=a&retry=-1").is_err());
         assert!(
@@ -469,6 +484,10 @@ mod tests {
         assert_eq!(many[0].data, "text");
         assert_eq!(many[1].event_type.as_deref(), Some("t"));
         assert_eq!(many[1].retry, Some(9));
+        assert!(!many[1].retain);
+        let kept = parse_json(br#"{"topic":"a","data":"x","retain":true}"#).unwrap();
+        assert!(kept[0].retain);
+        assert!(parse_json(br#"{"topic":"a","retain":"yes"}"#).is_err());
         assert!(parse_json(br#"{"data":"x"}"#).is_err());
         assert!(parse_json(br#"{"topic":"a","topics":"b"}"#).is_err());
         assert!(parse_json(b"42").is_err());

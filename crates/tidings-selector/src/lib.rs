@@ -10,6 +10,8 @@
 //! assert!(books.matches("https://example.com/books/1"));
 //! assert!(!books.matches("https://example.com/books/1/reviews"));
 //! assert!(books.matches("https://example.com/books/{id}"));
+//! // Every topic it matches starts with this:
+//! assert_eq!(books.literal_prefix(), "https://example.com/books/");
 //! ```
 //!
 //! # Semantics

@@ -82,6 +82,20 @@ impl Selector {
         }
     }
 
+    /// A text every topic this selector matches starts with: empty for `*`,
+    /// the whole source for an exact selector, the literal text before the
+    /// first expression for a template. A hub that keeps topics sorted
+    /// finds every candidate for a template in the range of this prefix,
+    /// without looking at the others.
+    pub fn literal_prefix(&self) -> &str {
+        let inner = &*self.0;
+        match &inner.compiled {
+            Compiled::Any => "",
+            Compiled::Exact => &inner.source,
+            Compiled::Template(template) => template.head(&inner.source),
+        }
+    }
+
     /// Whether the selector matches `topic`: always for `*`; when `topic`
     /// is the source text; and, for a template, when `topic` is one of its
     /// expansions. Runs in time linear in the topic's length for common

@@ -138,6 +138,14 @@ impl Template {
         })
     }
 
+    /// The literal text before the first expression: every expansion, and
+    /// the source itself, starts with it.
+    pub(crate) fn head<'a>(&self, source: &'a str) -> &'a str {
+        source
+            .get(self.head.start as usize..self.head.end as usize)
+            .unwrap_or_default()
+    }
+
     /// Whether `topic` is one of the template's expansions; `source` is
     /// the template text the spans point into.
     pub(crate) fn matches(&self, source: &str, topic: &str) -> bool {

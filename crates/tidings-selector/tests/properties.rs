@@ -456,6 +456,7 @@ proptest! {
         prop_assert_eq!(selector.kind(), SelectorKind::Template, "{}", source);
         let topic = expand(&parts, &values);
         prop_assert!(selector.matches(&topic), "{:?} should match {:?}", source, topic);
+        prop_assert!(topic.starts_with(selector.literal_prefix()), "{:?}: {:?}", source, topic);
     }
 
     /// On expansions and edited expansions, the selector decides as the Go
@@ -471,6 +472,9 @@ proptest! {
         let selector = Selector::parse(&source);
         let topic = apply_edits(&expand(&parts, &values), &edits);
         let ours = selector.matches(&topic);
+        if ours {
+            prop_assert!(topic.starts_with(selector.literal_prefix()), "{:?}: {:?}", source, topic);
+        }
         prop_assert_eq!(
             ours,
             mercure_matches(&source, &parts, &topic, true),
@@ -499,7 +503,10 @@ proptest! {
         topic in "[{}+#./;?&=,a-z%0-9A-F]{0,40}",
     ) {
         let selector = Selector::parse(&source);
-        let _ = selector.matches(&topic);
+        if selector.matches(&topic) {
+            prop_assert!(topic.starts_with(selector.literal_prefix()), "{:?}: {:?}", source, topic);
+        }
+        prop_assert!(source.starts_with(selector.literal_prefix()));
         prop_assert!(selector.matches(&source));
     }
 }

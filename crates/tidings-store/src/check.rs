@@ -5,11 +5,14 @@
 use std::path::{Path, PathBuf};
 
 use redb::{ReadableDatabase as _, ReadableTableMetadata as _};
+use tidings_core::Retain;
 
 use crate::error::{OpenError, catch_panic};
 use crate::open;
 use crate::record::Parsed;
-use crate::tables::{EVENTS, IDS, META, META_BYTES, META_NEXT, meta_get};
+use crate::tables::{
+    EVENTS, IDS, META, META_BYTES, META_NEXT, RETAINED, RETAINED_TOPICS, meta_get,
+};
 
 /// What a full check found in a sound history.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +25,8 @@ pub struct CheckReport {
     pub publisher_ids: u64,
     /// The sum of the frames' lengths, as recounted.
     pub bytes: u64,
+    /// Topics holding a retained update, each checked against its event.
+    pub retained_topics: u64,
     /// redb found a page it had to repair (the file was not closed cleanly
     /// or was changed outside redb): the check is still clean, but the last
     /// unacknowledged transaction may have been rolled back.
@@ -103,11 +108,43 @@ fn check_unguarded(dir: &Path, cache_bytes: usize) -> Result<CheckReport, OpenEr
             "the frames weigh {bytes} bytes, the counter says {recorded_bytes}"
         )));
     }
+    // Every topic names a retained event that has the topic, and every
+    // retained event is named by a topic.
+    let retained = tx.open_table(RETAINED).map_err(|e| read(e.into()))?;
+    let topics = tx.open_table(RETAINED_TOPICS).map_err(|e| read(e.into()))?;
+    let mut named = std::collections::HashSet::new();
+    let mut retained_topics = 0u64;
+    for entry in topics.range::<&str>(..).map_err(|e| read(e.into()))? {
+        let (topic, seq) = entry.map_err(|e| read(e.into()))?;
+        let (topic, seq) = (topic.value(), seq.value());
+        let record = retained
+            .get(seq)
+            .map_err(|e| read(e.into()))?
+            .ok_or_else(|| damaged(format!("the retained update {seq} of {topic:?} is missing")))?;
+        let event = Parsed::new(record.value())
+            .and_then(|p| p.to_event(seq))
+            .map_err(|e| damaged(format!("retained update {seq}: {e}")))?;
+        if !event.has_topic(topic) || event.retain != Retain::Keep {
+            return Err(damaged(format!(
+                "the retained update {seq} of {topic:?} is not a retained update of that topic"
+            )));
+        }
+        named.insert(seq);
+        retained_topics += 1;
+    }
+    let stored = retained.len().map_err(|e| read(e.into()))?;
+    if stored != named.len() as u64 {
+        return Err(damaged(format!(
+            "{stored} retained events are stored, {} are retained updates of a topic",
+            named.len()
+        )));
+    }
     Ok(CheckReport {
         file: file.clone(),
         events: count,
         publisher_ids,
         bytes,
+        retained_topics,
         repaired: opened.repaired || !checksums_ok,
     })
 }

@@ -6,13 +6,18 @@
 //! Reads are redb read transactions, snapshots that never wait for the
 //! writer.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Instant;
 
-use redb::{Database, Durability, ReadableDatabase as _, ReadableTableMetadata as _};
+use redb::{
+    Database, Durability, ReadableDatabase as _, ReadableTable as _, ReadableTableMetadata as _,
+    WriteTransaction,
+};
 use tidings_core::{
-    Bounds, Event, EventId, EventIdKind, Retention, Store, StoreError, StoreErrorKind,
+    Bounds, Event, EventId, EventIdKind, Retain, RetainedUpdates, Retention, Store, StoreError,
+    StoreErrorKind,
 };
 
 use crate::error::{OpenError, damaged, guarded, store_error};
@@ -21,7 +26,9 @@ use crate::lock::DirLock;
 use crate::open;
 use crate::record::{self, Parsed};
 use crate::retention;
-use crate::tables::{EVENTS, IDS, META, META_BYTES, META_NEXT, meta_get};
+use crate::tables::{
+    EVENTS, IDS, META, META_BYTES, META_NEXT, RETAINED, RETAINED_TOPICS, meta_get,
+};
 
 /// How a [`DiskStore`] is opened.
 #[derive(Debug, Clone, Copy)]
@@ -53,6 +60,9 @@ pub struct Stats {
     pub bytes: u64,
     /// The retained range.
     pub bounds: Bounds,
+    /// Topics holding a retained update (kept apart from the events, and
+    /// whatever the retention).
+    pub retained_topics: u64,
     /// The size of the history file on disk.
     pub file_bytes: u64,
 }
@@ -131,6 +141,7 @@ impl DiskStore {
                     events: 0,
                     bytes: 0,
                     bounds: Bounds { first: 0, next: 0 },
+                    retained_topics: 0,
                     file_bytes: 0,
                 },
             },
@@ -330,8 +341,10 @@ impl DiskStore {
         let tx = db.begin_read().map_err(|e| err(e.into()))?;
         let events = tx.open_table(EVENTS).map_err(|e| err(e.into()))?;
         let meta = tx.open_table(META).map_err(|e| err(e.into()))?;
+        let topics = tx.open_table(RETAINED_TOPICS).map_err(|e| err(e.into()))?;
         let bounds = bounds_in(&events, &meta)?;
         Ok(Stats {
+            retained_topics: topics.len().map_err(|e| err(e.into()))?,
             events: events.len().map_err(|e| err(e.into()))?,
             bytes: meta_get(&meta, META_BYTES)
                 .map_err(|e| err(e.into()))?
@@ -427,6 +440,12 @@ impl Store for DiskStore {
     fn recover(&self) -> Result<(), StoreError> {
         guarded("recovering", || self.recover_now())
     }
+
+    fn retained(&self) -> Result<RetainedUpdates, StoreError> {
+        guarded("reading the retained updates", || {
+            self.with_db(read_retained)
+        })
+    }
 }
 
 // The [`Store`] calls, unguarded, on an open database.
@@ -474,8 +493,96 @@ fn append_events(db: &Database, events: &[Arc<Event>]) -> Result<(), StoreError>
         meta.insert(META_NEXT, next).map_err(|e| err(e.into()))?;
         meta.insert(META_BYTES, bytes).map_err(|e| err(e.into()))?;
     }
+    if events.iter().any(|e| e.retain != Retain::No) {
+        keep_retained(&tx, events)?;
+    }
     // Durability::Immediate (the default): fsync before returning.
     tx.commit().map_err(|e| err(e.into()))
+}
+
+/// Records, in `tx`, what `events` do to the retained updates: a kept one
+/// becomes its topics' retained event, a clearing one removes theirs, and
+/// a retained event no topic names any more is deleted.
+fn keep_retained(tx: &WriteTransaction, events: &[Arc<Event>]) -> Result<(), StoreError> {
+    let err = |e: redb::Error| store_error("keeping retained updates", e);
+    let mut retained = tx.open_table(RETAINED).map_err(|e| err(e.into()))?;
+    let mut topics = tx.open_table(RETAINED_TOPICS).map_err(|e| err(e.into()))?;
+    let mut replaced = Vec::new();
+    let mut buf = Vec::with_capacity(512);
+    for event in events.iter().filter(|e| e.retain != Retain::No) {
+        let keep = event.retain == Retain::Keep;
+        if keep {
+            buf.clear();
+            record::encode(event, &mut buf);
+            retained
+                .insert(event.seq, buf.as_slice())
+                .map_err(|e| err(e.into()))?;
+        }
+        for topic in &event.topics {
+            let old = if keep {
+                topics.insert(&**topic, event.seq)
+            } else {
+                topics.remove(&**topic)
+            }
+            .map_err(|e| err(e.into()))?
+            .map(|v| v.value());
+            if let Some(old) = old
+                && old != event.seq
+            {
+                replaced.push(old);
+            }
+        }
+    }
+    replaced.sort_unstable();
+    replaced.dedup();
+    for seq in replaced {
+        let old = match retained.get(seq).map_err(|e| err(e.into()))? {
+            Some(record) => decode(seq, record.value())?,
+            None => continue,
+        };
+        let mut named = false;
+        for topic in &old.topics {
+            let current = topics.get(&**topic).map_err(|e| err(e.into()))?;
+            named |= current.is_some_and(|v| v.value() == seq);
+        }
+        if !named {
+            retained.remove(seq).map_err(|e| err(e.into()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Every topic's retained event, each event decoded once.
+fn read_retained(db: &Database) -> Result<RetainedUpdates, StoreError> {
+    let err = |e: redb::Error| store_error("reading the retained updates", e);
+    let tx = db.begin_read().map_err(|e| err(e.into()))?;
+    let retained = tx.open_table(RETAINED).map_err(|e| err(e.into()))?;
+    let topics = tx.open_table(RETAINED_TOPICS).map_err(|e| err(e.into()))?;
+    let mut events: HashMap<u64, Arc<Event>> = HashMap::new();
+    let mut out = Vec::new();
+    for entry in topics.range::<&str>(..).map_err(|e| err(e.into()))? {
+        let (topic, seq) = entry.map_err(|e| err(e.into()))?;
+        let seq = seq.value();
+        let event = match events.get(&seq) {
+            Some(event) => Arc::clone(event),
+            None => {
+                let record = retained
+                    .get(seq)
+                    .map_err(|e| err(e.into()))?
+                    .ok_or_else(|| {
+                        StoreError::msg(format!(
+                            "the retained update {seq} of {:?} is missing: the history file looks damaged",
+                            topic.value()
+                        ))
+                    })?;
+                let event = decode(seq, record.value())?;
+                events.insert(seq, Arc::clone(&event));
+                event
+            }
+        };
+        out.push((topic.value().into(), event));
+    }
+    Ok(out)
 }
 
 fn read_events(db: &Database, after: u64, limit: usize) -> Result<Vec<Arc<Event>>, StoreError> {

@@ -19,7 +19,8 @@ use tidings_core::initial_seq;
 use crate::error::{OpenError, catch_panic};
 use crate::lock::DirLock;
 use crate::tables::{
-    EVENTS, FORMAT_VERSION, IDS, META, META_BYTES, META_FORMAT, META_NEXT, meta_get,
+    EVENTS, FORMAT_VERSION, FORMAT_WITHOUT_RETAINED, IDS, META, META_BYTES, META_FORMAT, META_NEXT,
+    RETAINED, RETAINED_TOPICS, meta_get,
 };
 
 /// The history file's name inside the data directory.
@@ -131,13 +132,16 @@ fn open_file(file: &Path, cache_bytes: usize, say: Repair) -> Result<(Database, 
         })
         .open(file)
         .map_err(|err| OpenError::from_redb(file, err))?;
-    catch_panic(
+    let format = catch_panic(
         || check_layout(&db, file),
         |detail| OpenError::Damaged {
             file: file.to_path_buf(),
             detail,
         },
     )?;
+    if format == FORMAT_WITHOUT_RETAINED {
+        upgrade(&db, file)?;
+    }
     Ok((db, repaired.load(Ordering::Relaxed)))
 }
 
@@ -165,6 +169,8 @@ fn create(dir: &Path, file: &Path) -> Result<(), OpenError> {
         {
             tx.open_table(EVENTS).map_err(|e| redb_error(&e))?;
             tx.open_table(IDS).map_err(|e| redb_error(&e))?;
+            tx.open_table(RETAINED).map_err(|e| redb_error(&e))?;
+            tx.open_table(RETAINED_TOPICS).map_err(|e| redb_error(&e))?;
             let mut meta = tx.open_table(META).map_err(|e| redb_error(&e))?;
             for (key, value) in [
                 (META_FORMAT, FORMAT_VERSION),
@@ -186,9 +192,37 @@ fn create(dir: &Path, file: &Path) -> Result<(), OpenError> {
     Ok(())
 }
 
+/// Brings a format-1 history to format 2: adds the (empty) retained
+/// tables and the new format number, in one transaction. Nothing else
+/// changes: format-1 records are format-2 records without retained flags.
+fn upgrade(db: &Database, file: &Path) -> Result<(), OpenError> {
+    let failed = |e: &dyn std::fmt::Display| OpenError::Io {
+        path: file.to_path_buf(),
+        source: std::io::Error::other(format!(
+            "cannot upgrade the history to format {FORMAT_VERSION}: {e}"
+        )),
+    };
+    let tx = db.begin_write().map_err(|e| failed(&e))?;
+    {
+        tx.open_table(RETAINED).map_err(|e| failed(&e))?;
+        tx.open_table(RETAINED_TOPICS).map_err(|e| failed(&e))?;
+        let mut meta = tx.open_table(META).map_err(|e| failed(&e))?;
+        meta.insert(META_FORMAT, FORMAT_VERSION)
+            .map_err(|e| failed(&e))?;
+    }
+    tx.commit().map_err(|e| failed(&e))?;
+    tracing::info!(
+        file = %file.display(),
+        from = FORMAT_WITHOUT_RETAINED,
+        to = FORMAT_VERSION,
+        "upgraded the history file (it now keeps retained updates); builds before retained updates no longer open it"
+    );
+    Ok(())
+}
+
 /// Checks that `db` holds a history this build reads, and that its
-/// counters agree with its events.
-fn check_layout(db: &Database, file: &Path) -> Result<(), OpenError> {
+/// counters agree with its events; returns its format.
+fn check_layout(db: &Database, file: &Path) -> Result<u64, OpenError> {
     let damaged = |detail: String| OpenError::Damaged {
         file: file.to_path_buf(),
         detail,
@@ -205,11 +239,19 @@ fn check_layout(db: &Database, file: &Path) -> Result<(), OpenError> {
             .ok_or_else(|| damaged(format!("no {key:?} in the meta table")))
     };
     let format = get(META_FORMAT)?;
-    if format != FORMAT_VERSION {
+    if format != FORMAT_VERSION && format != FORMAT_WITHOUT_RETAINED {
         return Err(OpenError::Unsupported {
             file: file.to_path_buf(),
-            detail: format!("history format {format}, this build reads {FORMAT_VERSION}"),
+            detail: format!(
+                "history format {format}, this build reads {FORMAT_WITHOUT_RETAINED} and {FORMAT_VERSION}"
+            ),
         });
+    }
+    if format == FORMAT_VERSION {
+        tx.open_table(RETAINED)
+            .map_err(|e| damaged(format!("no retained table: {e}")))?;
+        tx.open_table(RETAINED_TOPICS)
+            .map_err(|e| damaged(format!("no retained_topics table: {e}")))?;
     }
     let next = get(META_NEXT)?;
     get(META_BYTES)?;
@@ -234,5 +276,5 @@ fn check_layout(db: &Database, file: &Path) -> Result<(), OpenError> {
                 .map_err(|e| damaged(format!("event {seq}: {e}")))?;
         }
     }
-    Ok(())
+    Ok(format)
 }

@@ -7,7 +7,7 @@
 //!
 //! ```text
 //! version   u8       RECORD_V1
-//! flags     u8       PRIVATE | HUB_ID | FRAME_ID_LINE
+//! flags     u8       PRIVATE | HUB_ID | FRAME_ID_LINE | RETAIN | CLEAR
 //! time_ms   varint
 //! topics    varint count, then per topic: varint length, UTF-8 bytes
 //! id        varint length, UTF-8 bytes   (absent with HUB_ID)
@@ -16,12 +16,18 @@
 //!
 //! `HUB_ID`: the id is the hub's own `urn:tidings:<seq>`, rebuilt from the
 //! key. `FRAME_ID_LINE`: the frame started with exactly `id: <id>\n`, the
-//! encoder's first line, rebuilt on reading. Varints are unsigned LEB128.
+//! encoder's first line, rebuilt on reading. `RETAIN`: published with
+//! `retain` (with `CLEAR` too when its data was empty: it cleared the
+//! retained updates of its topics). Varints are unsigned LEB128.
+//!
+//! `RETAIN` and `CLEAR` came with history format 2; format-1 files have no
+//! such records, and a build that reads only format 1 refuses format-2
+//! files by their format number before it reads a record.
 
 use std::sync::Arc;
 
 use bytes::{BufMut as _, Bytes, BytesMut};
-use tidings_core::{Event, EventId, EventIdKind};
+use tidings_core::{Event, EventId, EventIdKind, Retain};
 
 /// The only record version so far.
 pub(crate) const RECORD_V1: u8 = 1;
@@ -29,7 +35,9 @@ pub(crate) const RECORD_V1: u8 = 1;
 const PRIVATE: u8 = 1;
 const HUB_ID: u8 = 1 << 1;
 const FRAME_ID_LINE: u8 = 1 << 2;
-const KNOWN_FLAGS: u8 = PRIVATE | HUB_ID | FRAME_ID_LINE;
+const RETAIN: u8 = 1 << 3;
+const CLEAR: u8 = 1 << 4;
+const KNOWN_FLAGS: u8 = PRIVATE | HUB_ID | FRAME_ID_LINE | RETAIN | CLEAR;
 
 /// A record that cannot be read back.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -64,6 +72,11 @@ pub(crate) fn encode(event: &Event, out: &mut Vec<u8>) {
     }
     if frame_rest.is_some() {
         flags |= FRAME_ID_LINE;
+    }
+    match event.retain {
+        Retain::No => {}
+        Retain::Keep => flags |= RETAIN,
+        Retain::Clear => flags |= RETAIN | CLEAR,
     }
     out.push(RECORD_V1);
     out.push(flags);
@@ -182,6 +195,11 @@ impl<'a> Parsed<'a> {
             id,
             topics: topics.into_boxed_slice(),
             private: self.flags & PRIVATE != 0,
+            retain: match (self.flags & RETAIN != 0, self.flags & CLEAR != 0) {
+                (false, _) => Retain::No,
+                (true, false) => Retain::Keep,
+                (true, true) => Retain::Clear,
+            },
             time_ms: self.time_ms,
             frame,
         }))
@@ -295,8 +313,21 @@ mod tests {
             id: Some("my-id-7".into()),
             retry: Some(1500),
             private: true,
+            retain: false,
         };
         round_trip(&event(42, &update));
+        let kept = Update {
+            retain: true,
+            ..update.clone()
+        };
+        round_trip(&event(44, &kept));
+        let cleared = Update {
+            data: String::new(),
+            retain: true,
+            ..update.clone()
+        };
+        assert_eq!(event(45, &cleared).retain, Retain::Clear);
+        round_trip(&event(45, &cleared));
         let update = Update {
             id: Some(String::new()),
             ..update
@@ -329,6 +360,10 @@ mod tests {
         bad[0] = 2;
         assert_eq!(Parsed::new(&bad).unwrap_err(), RecordError::Version(2));
         let mut bad = record.clone();
+        bad[1] = 0x80;
+        assert_eq!(Parsed::new(&bad).unwrap_err(), RecordError::Flags(0x80));
+        bad[1] = 0x20;
+        assert_eq!(Parsed::new(&bad).unwrap_err(), RecordError::Flags(0x20));
         bad[1] = 0x80;
         assert_eq!(Parsed::new(&bad).unwrap_err(), RecordError::Flags(0x80));
         let mut bad = vec![RECORD_V1, 0];

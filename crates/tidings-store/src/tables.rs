@@ -1,4 +1,4 @@
-//! The layout of the history file: three redb tables.
+//! The layout of the history file: five redb tables.
 //!
 //! - `events`: sequence number → [record](crate::record), the log itself.
 //!   Keys are consecutive; a resume is one B-tree seek.
@@ -7,6 +7,12 @@
 //!   they carry their sequence number.
 //! - `meta`: a few counters, written in the same transaction as the events
 //!   they describe, so they can never disagree after a crash.
+//! - `retained`: sequence number → record, the events that are the
+//!   retained update of at least one topic, each once; and
+//!   `retained_topics`: topic → sequence number, which one for each topic.
+//!   Written in the same transaction as the events, never touched by
+//!   retention. (Format 2; a format-1 file gets them, empty, when it is
+//!   first opened by a build that writes format 2.)
 
 use redb::TableDefinition;
 
@@ -15,6 +21,14 @@ pub(crate) const EVENTS: TableDefinition<'static, u64, &[u8]> = TableDefinition:
 
 /// Sequence numbers by publisher-given id.
 pub(crate) const IDS: TableDefinition<'static, &str, u64> = TableDefinition::new("ids");
+
+/// The retained events by sequence number (each once, whatever the number
+/// of topics it is retained for).
+pub(crate) const RETAINED: TableDefinition<'static, u64, &[u8]> = TableDefinition::new("retained");
+
+/// The retained event of each topic that has one.
+pub(crate) const RETAINED_TOPICS: TableDefinition<'static, &str, u64> =
+    TableDefinition::new("retained_topics");
 
 /// Counters and the format version.
 pub(crate) const META: TableDefinition<'static, &str, u64> = TableDefinition::new("meta");
@@ -29,7 +43,11 @@ pub(crate) const META_NEXT: &str = "next";
 pub(crate) const META_BYTES: &str = "bytes";
 
 /// The layout this build writes and reads.
-pub(crate) const FORMAT_VERSION: u64 = 1;
+pub(crate) const FORMAT_VERSION: u64 = 2;
+
+/// The older layout this build reads too, and upgrades when it opens it:
+/// format 1 had no retained tables and no `RETAIN` records.
+pub(crate) const FORMAT_WITHOUT_RETAINED: u64 = 1;
 
 /// Reads a `meta` value.
 pub(crate) fn meta_get(

@@ -550,13 +550,164 @@ fn a_newer_format_is_refused_by_name() {
         let tx = db.begin_write().unwrap();
         {
             let meta: redb::TableDefinition<'_, &str, u64> = redb::TableDefinition::new("meta");
-            tx.open_table(meta).unwrap().insert("format", 2).unwrap();
+            tx.open_table(meta).unwrap().insert("format", 3).unwrap();
         }
         tx.commit().unwrap();
     }
     let err = DiskStore::open(dir.path(), options(KEEP_ALL)).unwrap_err();
     assert!(matches!(err, OpenError::Unsupported { .. }), "{err:?}");
-    assert!(err.to_string().contains("history format 2"), "{err}");
+    assert!(err.to_string().contains("history format 3"), "{err}");
+}
+
+fn retained(seq: u64, topics: &[&str], data: &str) -> Arc<Event> {
+    let update = Update {
+        topics: topics.iter().map(|t| (*t).to_owned()).collect(),
+        data: data.into(),
+        retain: true,
+        ..Update::default()
+    };
+    Arc::new(Event::encode(seq, &update, 0).unwrap())
+}
+
+/// The retained updates as (topic, sequence number), sorted.
+fn kept(store: &DiskStore) -> Vec<(String, u64)> {
+    let mut kept: Vec<(String, u64)> = store
+        .retained()
+        .unwrap()
+        .into_iter()
+        .map(|(t, e)| (t.into(), e.seq))
+        .collect();
+    kept.sort();
+    kept
+}
+
+#[test]
+fn retained_updates_outlive_retention_and_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let retention = Retention {
+        max_events: Some(2),
+        max_age: None,
+        max_bytes: None,
+    };
+    let base = {
+        let store = open(dir.path(), retention);
+        let base = store.bounds().unwrap().next;
+        store
+            .append(&[
+                retained(base, &["a", "b"], "1"),
+                retained(base + 1, &["c"], "2"),
+                event(base + 2, "plain", None, 0),
+            ])
+            .unwrap();
+        // b moves on; a is cleared: event `base` is nobody's any more.
+        store
+            .append(&[
+                retained(base + 3, &["b"], "3"),
+                retained(base + 4, &["a"], ""),
+            ])
+            .unwrap();
+        append_n(&store, 5, 0);
+        assert!(store.enforce_retention(0).unwrap() >= 7);
+        assert_eq!(store.read_after(0, 100).unwrap().len(), 2);
+        assert_eq!(
+            kept(&store),
+            [("b".into(), base + 3), ("c".into(), base + 1)]
+        );
+        assert_eq!(store.stats().unwrap().retained_topics, 2);
+        base
+    };
+    let store = open(dir.path(), retention);
+    assert_eq!(store.report().stats.retained_topics, 2);
+    let all = store.retained().unwrap();
+    let c = all.iter().find(|(t, _)| &**t == "c").unwrap();
+    assert_eq!(c.1.seq, base + 1);
+    assert_eq!(c.1.retain, tidings_core::Retain::Keep);
+    assert!(String::from_utf8_lossy(&c.1.frame).contains("data: 2"));
+    // A batch refused whole leaves the retained updates as they were.
+    let next = store.bounds().unwrap().next;
+    assert!(
+        store
+            .append(&[retained(next, &["c"], "4"), retained(next - 5, &["d"], "5")])
+            .is_err()
+    );
+    assert_eq!(
+        kept(&store),
+        [("b".into(), base + 3), ("c".into(), base + 1)]
+    );
+    let checked = check_after_drop(store, dir.path());
+    assert_eq!(checked.retained_topics, 2);
+}
+
+#[test]
+fn check_finds_a_broken_retained_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = {
+        let store = open(dir.path(), KEEP_ALL);
+        let base = store.bounds().unwrap().next;
+        store.append(&[retained(base, &["a"], "1")]).unwrap();
+        store.file().to_path_buf()
+    };
+    {
+        let db = redb::Database::open(&file).unwrap();
+        let tx = db.begin_write().unwrap();
+        {
+            let topics: redb::TableDefinition<'_, &str, u64> =
+                redb::TableDefinition::new("retained_topics");
+            tx.open_table(topics).unwrap().insert("b", 1).unwrap();
+        }
+        tx.commit().unwrap();
+    }
+    let err = check(dir.path(), 4 << 20).unwrap_err();
+    assert!(err.to_string().contains("retained update 1"), "{err}");
+}
+
+/// A history written before retained updates (format 1: no retained
+/// tables) opens, is upgraded in place, and keeps everything.
+#[test]
+fn a_format_1_history_is_upgraded_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = closed_history(dir.path());
+    let before = {
+        let store = open(dir.path(), KEEP_ALL);
+        store.read_after(0, 2000).unwrap()
+    };
+    // Made format 1 again: what an older build wrote.
+    {
+        let db = redb::Database::open(&file).unwrap();
+        let tx = db.begin_write().unwrap();
+        {
+            let meta: redb::TableDefinition<'_, &str, u64> = redb::TableDefinition::new("meta");
+            tx.open_table(meta).unwrap().insert("format", 1).unwrap();
+            let retained: redb::TableDefinition<'_, u64, &[u8]> =
+                redb::TableDefinition::new("retained");
+            let topics: redb::TableDefinition<'_, &str, u64> =
+                redb::TableDefinition::new("retained_topics");
+            assert!(tx.delete_table(retained).unwrap());
+            assert!(tx.delete_table(topics).unwrap());
+        }
+        tx.commit().unwrap();
+    }
+    let store = open(dir.path(), KEEP_ALL);
+    assert_eq!(store.read_after(0, 2000).unwrap(), before);
+    assert!(store.retained().unwrap().is_empty());
+    let next = store.bounds().unwrap().next;
+    store.append(&[retained(next, &["t"], "x")]).unwrap();
+    assert_eq!(kept(&store), [("t".into(), next)]);
+    drop(store);
+    {
+        let db = redb::Database::open(&file).unwrap();
+        let tx = redb::ReadableDatabase::begin_read(&db).unwrap();
+        let meta: redb::TableDefinition<'_, &str, u64> = redb::TableDefinition::new("meta");
+        let format = tx
+            .open_table(meta)
+            .unwrap()
+            .get("format")
+            .unwrap()
+            .unwrap()
+            .value();
+        assert_eq!(format, 2);
+    }
+    assert_eq!(check(dir.path(), 4 << 20).unwrap().retained_topics, 1);
 }
 
 #[test]

@@ -120,6 +120,7 @@ pub(crate) fn open(config: &StoreConfig) -> anyhow::Result<Arc<dyn Store>> {
             events = report.events,
             bytes = report.bytes,
             publisher_ids = report.publisher_ids,
+            retained_topics = report.retained_topics,
             seconds = started.elapsed().as_secs_f64(),
             "history checked: sound"
         );
@@ -135,6 +136,7 @@ pub(crate) fn open(config: &StoreConfig) -> anyhow::Result<Arc<dyn Store>> {
         file_bytes = stats.file_bytes,
         first = stats.bounds.first,
         next = stats.bounds.next,
+        retained_topics = stats.retained_topics,
         created = report.created,
         repaired = report.repaired,
         "history opened"

@@ -12,6 +12,9 @@
 //! separate id index (a KV bucket), that cannot disagree with the stream
 //! and is trimmed with it.
 //!
+//! Retained updates live in a key-value bucket beside the stream
+//! ([`retained`]), written after the log acknowledged them.
+//!
 //! Server 2.9 has no atomic multi-message publish: a publish of several
 //! updates is checked as a whole first (a conflict refuses it entirely),
 //! then appended message by message; an engine failure half-way, or a race
@@ -20,6 +23,7 @@
 //! duplicates.
 
 mod follow;
+mod retained;
 mod roster;
 mod subject;
 
@@ -38,7 +42,8 @@ use futures_util::FutureExt as _;
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use tidings_core::{
-    Bounds, Cluster, ClusterError, Entry, EventId, PublishError, Published, Retention, Update,
+    Bounds, Cluster, ClusterError, Entry, EventId, PublishError, Published, Retain,
+    RetainedEntries, Retention, Update,
 };
 use tokio::sync::watch;
 
@@ -74,6 +79,8 @@ pub struct NatsCluster {
     /// Counts the client's connections: followers start over after a
     /// reconnection.
     connections: watch::Receiver<u64>,
+    /// The bucket of retained updates.
+    retained: retained::Bucket,
 }
 
 /// What an update of a publish came to.
@@ -156,6 +163,7 @@ impl NatsCluster {
                 .await
                 .map_err(|e| ConnectError::Setup(format!("cannot set the stream's limits: {e}")))?;
         }
+        let retained = retained::open(&js, name).await?;
         let created_us = info.created.unix_timestamp_nanos() / 1000;
         let base = u64::try_from(created_us).map_err(|_| {
             ConnectError::Setup(format!("bad stream creation time {}", info.created))
@@ -168,6 +176,7 @@ impl NatsCluster {
             prefix: prefix.to_owned(),
             base,
             connections,
+            retained,
         })
     }
 
@@ -284,7 +293,20 @@ impl NatsCluster {
             };
             set(&mut outcomes, index, outcome);
         }
-        published(updates, &outcomes)
+        let published = published(updates, &outcomes)?;
+        // Retained ones into the bucket, in order; retries too, so that a
+        // retry completes what a failure here left undone.
+        for ((update, payload), at) in updates.iter().zip(&payloads).zip(&published) {
+            let kept = match Retain::of(update) {
+                Retain::No => continue,
+                Retain::Keep => Some(&payload[..]),
+                Retain::Clear => None,
+            };
+            for topic in &update.topics {
+                retained::keep(&self.retained, topic, at.seq, time_ms, kept).await?;
+            }
+        }
+        Ok(published)
     }
 }
 
@@ -391,6 +413,10 @@ impl Cluster for NatsCluster {
 
     fn find_id<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<u64>, ClusterError>> {
         async move { Ok(self.stored(id).await?.map(|(seq, _)| seq)) }.boxed()
+    }
+
+    fn retained(&self) -> BoxFuture<'_, Result<RetainedEntries, ClusterError>> {
+        retained::load(&self.retained, &self.client).boxed()
     }
 
     fn bounds(&self) -> BoxFuture<'_, Result<Bounds, ClusterError>> {

@@ -4,9 +4,13 @@
 -- KEYS[1] the stream (the log; entry ids are <seq>-0)
 -- KEYS[2] the sorted set of publisher ids (member id, score seq)
 -- KEYS[3] the sequence counter
+-- KEYS[4] the hash of retained updates (field topic, value
+--         '<seq> <time> <payload>')
 -- ARGV[1] MAXLEN for the stream ('' for none), ARGV[2] the time (Unix ms),
--- ARGV[3] the number of updates n, then n triples:
---   has_id ('1' or '0'), id, payload (the update's canonical encoding)
+-- ARGV[3] the number of updates n, then for each update:
+--   has_id ('1' or '0'), id, payload (the update's canonical encoding),
+--   retain ('0' no, '1' keep, '2' clear), the number of topics t listed
+--   (0 unless retain is set), then those t topics
 --
 -- Returns {'ok', seq1, dup1, seq2, dup2, ...} with dup '1' for a retry that
 -- was not appended again, or {'conflict', id} when an id is already used by
@@ -15,8 +19,22 @@
 -- Sequence numbers are formatted with '%d': Lua numbers are doubles, whose
 -- default formatting would turn 16 digits into 1.7637e+15 (they are exact
 -- below 2^53, centuries of microseconds away).
-local log, ids, counter = KEYS[1], KEYS[2], KEYS[3]
+local log, ids, counter, retained = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local maxlen, time_ms, n = ARGV[1], ARGV[2], tonumber(ARGV[3])
+
+-- The updates, read once from their variable-length argument groups.
+local updates = {}
+local cursor = 4
+for i = 1, n do
+  local u = {has_id = ARGV[cursor], id = ARGV[cursor + 1], payload = ARGV[cursor + 2],
+             retain = ARGV[cursor + 3], topics = {}}
+  local t = tonumber(ARGV[cursor + 4])
+  for k = 1, t do
+    u.topics[k] = ARGV[cursor + 4 + k]
+  end
+  cursor = cursor + 5 + t
+  updates[i] = u
+end
 
 local function stored_payload(seq)
   local entries = redis.call('XRANGE', log, seq .. '-0', seq .. '-0')
@@ -37,9 +55,8 @@ end
 local outcome = {}
 local fresh = {}
 for i = 1, n do
-  local at = 3 + (i - 1) * 3
-  if ARGV[at + 1] == '1' then
-    local id, payload = ARGV[at + 2], ARGV[at + 3]
+  if updates[i].has_id == '1' then
+    local id, payload = updates[i].id, updates[i].payload
     local earlier = fresh[id]
     if earlier then
       if earlier.payload ~= payload then
@@ -81,18 +98,26 @@ if redis.call('EXISTS', counter) == 0 then
   redis.call('SET', counter, string.format('%d', start))
 end
 
--- Pass 2: append the new updates in order.
+-- Pass 2: append the new updates in order; a retained one becomes the
+-- retained update of its topics (or clears theirs) in the same step.
 for i = 1, n do
   if outcome[i] == nil then
-    local at = 3 + (i - 1) * 3
+    local u = updates[i]
     local seq = string.format('%d', redis.call('INCR', counter))
     if maxlen == '' then
-      redis.call('XADD', log, seq .. '-0', 'u', ARGV[at + 3], 't', time_ms)
+      redis.call('XADD', log, seq .. '-0', 'u', u.payload, 't', time_ms)
     else
-      redis.call('XADD', log, 'MAXLEN', '~', maxlen, seq .. '-0', 'u', ARGV[at + 3], 't', time_ms)
+      redis.call('XADD', log, 'MAXLEN', '~', maxlen, seq .. '-0', 'u', u.payload, 't', time_ms)
     end
-    if ARGV[at + 1] == '1' then
-      redis.call('ZADD', ids, seq, ARGV[at + 2])
+    if u.has_id == '1' then
+      redis.call('ZADD', ids, seq, u.id)
+    end
+    for _, topic in ipairs(u.topics) do
+      if u.retain == '1' then
+        redis.call('HSET', retained, topic, seq .. ' ' .. time_ms .. ' ' .. u.payload)
+      elseif u.retain == '2' then
+        redis.call('HDEL', retained, topic)
+      end
     end
     outcome[i] = {'new', seq}
   end

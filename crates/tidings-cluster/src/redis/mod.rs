@@ -8,9 +8,12 @@
 //! - `{prefix}:ids`: a sorted set of publisher ids scored by their entry's
 //!   sequence number, trimmed with the stream.
 //! - `{prefix}:seq`: the last sequence number given.
+//! - `{prefix}:retained`: a hash of the retained updates, topic →
+//!   `<seq> <time> <update>`, which the stream's trimming never touches.
 //!
 //! Publishes run one Lua script (`append.lua`), which Redis runs alone:
-//! checking ids, numbering and appending are one atomic step.
+//! checking ids, numbering, appending and keeping the retained updates are
+//! one atomic step.
 
 mod follow;
 mod roster;
@@ -26,7 +29,8 @@ use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tidings_core::{
-    Bounds, Cluster, ClusterError, Entry, EventId, PublishError, Published, Retention, Update,
+    Bounds, Cluster, ClusterError, Entry, EventId, PublishError, Published, Retain,
+    RetainedEntries, Retention, Update,
 };
 
 use crate::ConnectError;
@@ -49,6 +53,8 @@ pub(crate) struct Keys {
     pub(crate) ids: String,
     /// The sequence counter.
     pub(crate) seq: String,
+    /// The hash of retained updates.
+    pub(crate) retained: String,
 }
 
 impl Keys {
@@ -57,6 +63,7 @@ impl Keys {
             log: format!("{{{prefix}}}:log"),
             ids: format!("{{{prefix}}}:ids"),
             seq: format!("{{{prefix}}}:seq"),
+            retained: format!("{{{prefix}}}:retained"),
         }
     }
 }
@@ -138,6 +145,7 @@ impl RedisCluster {
             .key(&self.keys.log)
             .key(&self.keys.ids)
             .key(&self.keys.seq)
+            .key(&self.keys.retained)
             .arg(self.max_len.map(|n| n.to_string()).unwrap_or_default())
             .arg(time_ms)
             .arg(updates.len());
@@ -147,6 +155,16 @@ impl RedisCluster {
                 None => invocation.arg("0").arg(""),
             };
             invocation.arg(payload::encode(update));
+            match Retain::of(update) {
+                Retain::No => invocation.arg("0").arg(0),
+                Retain::Keep => invocation.arg("1").arg(update.topics.len()),
+                Retain::Clear => invocation.arg("2").arg(update.topics.len()),
+            };
+            if update.retain {
+                for topic in &update.topics {
+                    invocation.arg(topic.as_str());
+                }
+            }
         }
         let mut conn = self.conn.clone();
         let reply: Vec<String> = invocation
@@ -209,6 +227,61 @@ pub(crate) fn entry_seq(id: &[u8]) -> Option<u64> {
     std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
+/// Entries read per `HSCAN` of the retained updates.
+const RETAINED_PAGE: usize = 1000;
+
+impl RedisCluster {
+    /// Every retained update in the hash, by `HSCAN` pages (not one
+    /// consistent snapshot, which the [`Cluster::retained`] contract
+    /// allows: a field present throughout is returned, as it was or is).
+    async fn retained_now(&self) -> Result<RetainedEntries, ClusterError> {
+        let mut conn = self.conn.clone();
+        let mut cursor = 0u64;
+        let mut out = Vec::new();
+        loop {
+            let (next, pairs): (u64, Vec<(String, Vec<u8>)>) = redis::cmd("HSCAN")
+                .arg(&self.keys.retained)
+                .arg(cursor)
+                .arg("COUNT")
+                .arg(RETAINED_PAGE)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| engine_error(&e))?;
+            for (topic, value) in pairs {
+                match retained_entry(&value) {
+                    Ok(entry) => out.push((topic, entry)),
+                    Err(err) => {
+                        tracing::error!(topic, error = %err, "skipping an unreadable retained update");
+                    }
+                }
+            }
+            if next == 0 {
+                return Ok(out);
+            }
+            cursor = next;
+        }
+    }
+}
+
+/// A retained update as the script writes it: `<seq> <time> <payload>`.
+fn retained_entry(value: &[u8]) -> Result<Entry, String> {
+    let mut parts = value.splitn(3, |&b| b == b' ');
+    let number = |part: Option<&[u8]>| -> Result<u64, String> {
+        std::str::from_utf8(part.ok_or("truncated")?)
+            .map_err(|e| e.to_string())?
+            .parse()
+            .map_err(|e: std::num::ParseIntError| e.to_string())
+    };
+    let seq = number(parts.next())?;
+    let time_ms = number(parts.next())?;
+    let update = payload::decode(parts.next().ok_or("no update")?).map_err(|e| e.to_string())?;
+    Ok(Entry {
+        seq,
+        update,
+        time_ms,
+    })
+}
+
 impl Cluster for RedisCluster {
     fn append<'a>(
         &'a self,
@@ -246,6 +319,10 @@ impl Cluster for RedisCluster {
                 .transpose()
         }
         .boxed()
+    }
+
+    fn retained(&self) -> BoxFuture<'_, Result<RetainedEntries, ClusterError>> {
+        self.retained_now().boxed()
     }
 
     fn bounds(&self) -> BoxFuture<'_, Result<Bounds, ClusterError>> {
@@ -334,6 +411,24 @@ mod tests {
                 Err(PublishError::Unavailable(_))
             ));
         }
+    }
+
+    #[test]
+    fn retained_values() {
+        let update = Update {
+            topics: vec!["t".into()],
+            data: "a b".into(),
+            retain: true,
+            ..Update::default()
+        };
+        let mut value = b"1763718000000001 1234 ".to_vec();
+        value.extend_from_slice(&payload::encode(&update));
+        let entry = retained_entry(&value).unwrap();
+        assert_eq!(entry.seq, 1_763_718_000_000_001);
+        assert_eq!(entry.time_ms, 1234);
+        assert_eq!(entry.update, update);
+        assert!(retained_entry(b"1 2").is_err());
+        assert!(retained_entry(b"x 2 {}").is_err());
     }
 
     #[test]
