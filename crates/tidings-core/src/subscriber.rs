@@ -492,17 +492,9 @@ impl Subscriber {
 /// written whole, remembers how much of a frame was written in part.
 /// Returns the events written whole.
 fn write_queue(st: &mut State, direct: &dyn DirectWrite, metrics: &Metrics) -> u64 {
-    /// As many frames per write as `raw.rs` gathers: well within `IOV_MAX`.
-    const SLICES: usize = 64;
     let mut done = 0u64;
     loop {
-        let mut slices = [IoSlice::new(&[]); SLICES];
-        let mut count = 0;
-        for (slot, event) in slices.iter_mut().zip(&st.queue) {
-            let skip = if count == 0 { st.front_written } else { 0 };
-            *slot = IoSlice::new(event.frame.get(skip..).unwrap_or_default());
-            count += 1;
-        }
+        let count = st.queue.len().min(SEND_SLICES);
         if count == 0 {
             return done;
         }
@@ -514,7 +506,7 @@ fn write_queue(st: &mut State, direct: &dyn DirectWrite, metrics: &Metrics) -> u
             metrics.delivered.increment((count - st.counted) as u64);
             st.counted = count;
         }
-        let mut written = match direct.try_write_vectored(slices.get(..count).unwrap_or_default()) {
+        let mut written = match send(st, direct) {
             Ok(0) | Err(_) => return done,
             Ok(n) => n,
         };
@@ -530,6 +522,41 @@ fn write_queue(st: &mut State, direct: &dyn DirectWrite, metrics: &Metrics) -> u
             st.counted -= 1;
             st.queue.pop_front();
             done += 1;
+        }
+    }
+}
+
+/// As many frames per write as `raw.rs` gathers: well within `IOV_MAX`.
+const SEND_SLICES: usize = 64;
+
+/// What of `frame` is left after `skip` bytes.
+fn rest(frame: &Bytes, skip: usize) -> &[u8] {
+    frame.get(skip..).unwrap_or_default()
+}
+
+/// One write of the queued frames (the front one from where a write took
+/// it in part).
+fn send(st: &State, direct: &dyn DirectWrite) -> std::io::Result<usize> {
+    let skip = st.front_written;
+    match st.queue.len() {
+        0 => Ok(0),
+        // The common case, with no room made for 64 slices.
+        1 => match st.queue.front() {
+            Some(event) => direct.try_write_vectored(&[IoSlice::new(rest(&event.frame, skip))]),
+            None => Ok(0),
+        },
+        _ => {
+            let mut slices = [IoSlice::new(&[]); SEND_SLICES];
+            let mut count = 0;
+            for (slot, event) in slices.iter_mut().zip(&st.queue) {
+                *slot = IoSlice::new(if count == 0 {
+                    rest(&event.frame, skip)
+                } else {
+                    &event.frame
+                });
+                count += 1;
+            }
+            direct.try_write_vectored(slices.get(..count).unwrap_or_default())
         }
     }
 }

@@ -73,10 +73,10 @@ pub(crate) async fn pump(stream: TcpStream, mut subscription: Subscription, head
             // itself whenever this task has nothing unwritten.
             subscription.write_through(direct);
         }
-        frames.clear();
-        if frames.capacity() > 64 {
-            frames = Vec::new();
-        }
+        // Let go of the batch's room: an idle stream, which the fan-out
+        // mostly writes to by itself, holds no buffer (a batch later costs
+        // one allocation, next to its system call).
+        frames = Vec::new();
         // One poll function for both waits: no future is stored per
         // stream, only the socket's and the queue's wakers.
         let next = poll_fn(|cx| {
@@ -103,8 +103,14 @@ pub(crate) async fn pump(stream: TcpStream, mut subscription: Subscription, head
 struct Socket(TcpStream);
 
 impl DirectWrite for Socket {
+    /// `sendmsg`, not tokio's `writev`: the fan-out makes one of these per
+    /// subscriber and event, and a socket send skips the file layer
+    /// (`vfs_writev`, the file position lock), about a tenth of what the
+    /// fan-out thread spent per subscriber in `perf` (BENCHMARKS.md). It
+    /// leaves tokio's readiness alone: when it would block, the task's own
+    /// write finds that out.
     fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        self.0.try_write_vectored(bufs)
+        socket2::SockRef::from(&self.0).send_vectored(bufs)
     }
 }
 
