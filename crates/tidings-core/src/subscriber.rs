@@ -291,12 +291,19 @@ impl Subscriber {
     /// wakes the task. Returns the live events written here.
     pub(crate) fn flush(&self, now: u32, metrics: &Metrics) -> u64 {
         let mut st = self.lock();
-        let written = match (&st.direct, st.idle) {
-            (Some(direct), true) if !st.queue.is_empty() => {
-                let direct = Arc::clone(direct);
-                write_queue(&mut st, &*direct, metrics)
+        // Moved out and back under the lock rather than cloned: no
+        // reference count to touch per subscriber and event (`leave`, the
+        // only other taker, holds the lock too).
+        let written = match st.direct.take() {
+            Some(direct) if st.idle && !st.queue.is_empty() => {
+                let written = write_queue(&mut st, &*direct, metrics);
+                st.direct = Some(direct);
+                written
             }
-            _ => 0,
+            direct => {
+                st.direct = direct;
+                0
+            }
         };
         if written > 0 {
             if let Some(oldest) = st.oldest {
