@@ -40,5 +40,7 @@ pub use cors::CorsConfig;
 pub use csrf::{PublishOrigins, check_origin};
 pub use error::AppError;
 pub use loading::serve_while_loading;
+#[doc(hidden)]
+pub use publish::parse_body as parse_publish_body;
 pub use server::{serve, shutdown_signal};
 pub use state::AppState;

@@ -69,6 +69,19 @@ pub(crate) async fn handler(
         .into_response())
 }
 
+/// Parses a publish body as the endpoint does, form (`json == false`) or
+/// JSON: the updates it holds, or the error (a 400) it is refused with.
+/// For the fuzz target (`fuzz/fuzz_targets/publish.rs`) and the corpus
+/// test (`tests/publish_corpus.rs`), which run the parsers on their own.
+#[doc(hidden)]
+pub fn parse_body(body: &[u8], json: bool) -> Result<Vec<Update>, AppError> {
+    if json {
+        parse_json(body)
+    } else {
+        parse_form(body).map(|update| vec![update])
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum BodyKind {
     Form,
