@@ -18,12 +18,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use support::{TempDir, TestHub, WAIT, encode};
+use support::{HUB, TempDir, TestHub, WAIT, encode};
 use tidings_codec::MessageEvent;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
-
-const HUB: &str = "/.well-known/mercure";
 
 /// A tiny deterministic generator: the seed is in every failure message.
 struct Rng(u64);

@@ -11,20 +11,10 @@ mod support;
 
 use std::time::Duration;
 
-use support::{TestHub, encode};
+use support::{HUB, TestHub, encode, target as sub_target};
 use tidings_codec::Item;
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpStream;
-
-const HUB: &str = "/.well-known/mercure";
-
-fn sub_target(selectors: &[&str]) -> String {
-    let query: Vec<String> = selectors
-        .iter()
-        .map(|s| format!("topic={}", encode(s)))
-        .collect();
-    format!("{HUB}?{}", query.join("&"))
-}
 
 #[tokio::test]
 async fn stream_opens_with_headers_comment_and_retry() {

@@ -25,11 +25,9 @@ use std::time::{Duration, Instant};
 use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use serde_json::{Value, json};
-use support::{TempDir, TestHub, WAIT, encode as pct};
+use support::{HUB, TempDir, TestHub, WAIT, target};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpSocket};
-
-const HUB: &str = "/.well-known/mercure";
 
 fn key_path(name: &str) -> String {
     format!(
@@ -333,7 +331,7 @@ async fn key_set_tokens_by_kid_and_what_is_refused() {
     let subscriber = all(Algorithm::EdDSA, Some("d1"), "ed.key");
     let mut stream = hub
         .subscribe(
-            &format!("{HUB}?topic={}", pct("https://example.com/books/{id}")),
+            &target(&["https://example.com/books/{id}"]),
             &[("Authorization", &format!("Bearer {subscriber}"))],
         )
         .await;

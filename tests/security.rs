@@ -17,11 +17,9 @@ use std::time::{Duration, Instant};
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use serde_json::json;
-use support::{TestHub, encode as pct, refused_to_start};
+use support::{HUB, TestHub, encode as pct, refused_to_start, target};
 
 const SECRET: &str = "test-secret-for-tidings-0123456789";
-const HUB: &str = "/.well-known/mercure";
-
 fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -51,14 +49,6 @@ fn keys(name: &str) -> String {
 
 fn bearer(token: &str) -> String {
     format!("Bearer {token}")
-}
-
-fn target(selectors: &[&str]) -> String {
-    let query: Vec<String> = selectors
-        .iter()
-        .map(|s| format!("topic={}", pct(s)))
-        .collect();
-    format!("{HUB}?{}", query.join("&"))
 }
 
 async fn publish_with(hub: &TestHub, body: &str, auth: Option<&str>) -> support::Response {

@@ -14,7 +14,7 @@ mod support;
 use std::process::Stdio;
 use std::time::Duration;
 
-use support::{TestHub, WAIT, encode};
+use support::{TestHub, WAIT, target};
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::Command;
 
@@ -64,10 +64,7 @@ fn every_serve_flag_reads_an_environment_variable() {
 
 #[tokio::test]
 async fn tidings_demo_turns_the_demo_on() {
-    let clock = format!(
-        "/.well-known/mercure?topic={}",
-        encode("https://demo.tidings.dev/clock")
-    );
+    let clock = target(&["https://demo.tidings.dev/clock"]);
     let on = TestHub::start_env(&[], &[("TIDINGS_DEMO", "true")]).await;
     let mut stream = on.subscribe(&clock, &[]).await;
     let tick = stream.next_event().await.unwrap();

@@ -17,7 +17,6 @@ use tidings_codec::{Item, MessageEvent};
 
 use crate::support::{Stream, TestHub, WAIT, encode};
 
-const HUB: &str = "/.well-known/mercure";
 const ALL: &str = "/.well-known/mercure?topic=%2A";
 
 /// A tiny deterministic generator: the seed is in every failure message.

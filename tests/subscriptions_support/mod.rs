@@ -10,6 +10,7 @@ use std::time::Duration;
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use serde_json::{Value, json};
 
+pub use crate::support::target;
 use crate::support::{Response, Stream, TestHub, encode as pct};
 
 pub const SECRET: &str = "test-secret-for-tidings-0123456789";
@@ -39,15 +40,6 @@ pub fn token(subscribe: &[&str], payload: Option<Value>) -> String {
 /// The token of a watcher of every subscription.
 pub fn watcher_token() -> String {
     token(&[TEMPLATE], None)
-}
-
-/// `/.well-known/mercure?topic=…` for `selectors`.
-pub fn target(selectors: &[&str]) -> String {
-    let query: Vec<String> = selectors
-        .iter()
-        .map(|s| format!("topic={}", pct(s)))
-        .collect();
-    format!("/.well-known/mercure?{}", query.join("&"))
 }
 
 /// Opens a stream on `hub` to `selectors` with `token` (if any), from

@@ -16,6 +16,19 @@ use tokio::process::{Child, Command};
 /// How long any single wait in a test may take.
 pub const WAIT: Duration = Duration::from_secs(10);
 
+/// The hub's Mercure path.
+pub const HUB: &str = "/.well-known/mercure";
+
+/// `/.well-known/mercure?topic=…&topic=…` for `selectors`, each
+/// percent-encoded.
+pub fn target(selectors: &[&str]) -> String {
+    let query: Vec<String> = selectors
+        .iter()
+        .map(|s| format!("topic={}", encode(s)))
+        .collect();
+    format!("{HUB}?{}", query.join("&"))
+}
+
 /// A running hub process.
 pub struct TestHub {
     /// The process; killed on drop (before `data_dir` is removed).
