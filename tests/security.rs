@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use serde_json::json;
-use support::{HUB, TestHub, encode as pct, refused_to_start, target};
+use support::{HUB, TestHub, b64, encode as pct, refused_to_start, target};
 
 const SECRET: &str = "test-secret-for-tidings-0123456789";
 fn now() -> u64 {
@@ -51,6 +51,15 @@ fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
 
+/// A stream on `selector` for a subscriber allowed every topic.
+async fn watch(hub: &TestHub, selector: &str) -> support::Stream {
+    hub.subscribe(
+        &target(&[selector]),
+        &[("Authorization", &bearer(&token(&[], &["*"])))],
+    )
+    .await
+}
+
 async fn publish_with(hub: &TestHub, body: &str, auth: Option<&str>) -> support::Response {
     let mut headers = vec![(
         "Content-Type",
@@ -68,12 +77,7 @@ async fn publishing_needs_a_covering_token() {
     // The page origin lets the cookie publish below through its CSRF check
     // (`cookie_publishing_needs_an_allowed_origin`).
     let hub = TestHub::start(&["--jwt-key", SECRET, "--publish-origin", "http://app.test"]).await;
-    let mut watcher = hub
-        .subscribe(
-            &target(&["*"]),
-            &[("Authorization", &bearer(&token(&[], &["*"])))],
-        )
-        .await;
+    let mut watcher = watch(&hub, "*").await;
     let missing = publish_with(&hub, "topic=a&data=x", None).await;
     assert_eq!(missing.status, 401);
     assert!(missing.json()["error"].is_string());
@@ -200,21 +204,6 @@ async fn public_key_tokens_and_no_algorithm_confusion() {
             .status,
         401
     );
-}
-
-fn b64(bytes: &[u8]) -> String {
-    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |acc, (i, b)| acc | u32::from(*b) << (16 - 8 * i));
-        for i in 0..=chunk.len() {
-            out.push(char::from(ABC[((n >> (18 - 6 * i)) & 63) as usize]));
-        }
-    }
-    out
 }
 
 #[tokio::test]
@@ -841,12 +830,7 @@ fn error_of(response: &support::Response) -> String {
 async fn cookie_publishing_needs_an_allowed_origin() {
     // The --cors-origin list, when there is no --publish-origin.
     let hub = TestHub::start(&["--jwt-key", SECRET, "--cors-origin", "http://app.test:3000"]).await;
-    let mut watcher = hub
-        .subscribe(
-            &target(&["csrf"]),
-            &[("Authorization", &bearer(&token(&[], &["*"])))],
-        )
-        .await;
+    let mut watcher = watch(&hub, "csrf").await;
     let listed = cookie_publish(&hub, &[("Origin", "http://app.test:3000")]).await;
     assert_eq!(listed.status, 200, "{}", listed.text());
     let referer = cookie_publish(&hub, &[("Referer", "http://app.test:3000/admin")]).await;
