@@ -25,7 +25,7 @@ use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::Duration;
 
-use support::{HUB, Stream, TempDir, TestHub, WAIT, encode, target};
+use support::{HUB, Stream, TempDir, TestHub, WAIT, encode, free_port, target};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
@@ -176,15 +176,6 @@ fn nginx_binary() -> &'static str {
     } else {
         "nginx"
     }
-}
-
-/// A loopback port nobody listens on right now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[test]

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use serde_json::{Value, json};
-use support::{HUB, TempDir, TestHub, WAIT, b64, target};
+use support::{HUB, TempDir, TestHub, WAIT, b64, refused_to_start, target};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpSocket};
 
@@ -629,30 +629,11 @@ async fn hmac_secrets_from_files() {
 
     // The secret file may come from the environment, as container
     // platforms set it.
-    let stderr = start_up_error(&[], &[("TIDINGS_JWT_SECRET_FILE", "/nonexistent/s")]).await;
+    let stderr = refused_to_start(&[], &[("TIDINGS_JWT_SECRET_FILE", "/nonexistent/s")]).await;
     assert!(
         stderr.contains("cannot read --jwt-secret-file /nonexistent/s"),
         "{stderr}"
     );
-}
-
-/// Runs `tidings serve` with `args` and `env`, expecting it to refuse to
-/// start; its stderr.
-async fn start_up_error(args: &[&str], env: &[(&str, &str)]) -> String {
-    let output = tokio::time::timeout(
-        WAIT,
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_tidings"))
-            .arg("serve")
-            .args(["--listen", "127.0.0.1:0", "--memory"])
-            .args(args)
-            .envs(env.iter().copied())
-            .output(),
-    )
-    .await
-    .expect("the hub should have refused to start")
-    .unwrap();
-    assert!(!output.status.success(), "{args:?} started");
-    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 #[tokio::test]
@@ -710,7 +691,7 @@ async fn key_flags_that_do_not_go_together_stop_the_start() {
         ),
     ];
     for (args, says) in cases {
-        let stderr = start_up_error(args, &[]).await;
+        let stderr = refused_to_start(args, &[]).await;
         for part in *says {
             assert!(
                 stderr.contains(part),
@@ -728,7 +709,7 @@ async fn the_cluster_url_from_a_file() {
     let file_arg = file.to_str().unwrap().to_owned();
     // Read from the file (its parameters are checked), password not shown.
     std::fs::write(&file, "redis://:hunter2@127.0.0.1:1/?bogus=1\n").unwrap();
-    let stderr = start_up_error(&["--cluster-file", &file_arg], &[]).await;
+    let stderr = refused_to_start(&["--cluster-file", &file_arg], &[]).await;
     assert!(stderr.contains("bad URL in --cluster-file"), "{stderr}");
     assert!(stderr.contains("bogus"), "{stderr}");
     assert!(!stderr.contains("hunter2"), "{stderr}");
@@ -742,14 +723,14 @@ async fn the_cluster_url_from_a_file() {
         (vec!["--cluster-file", file_arg.as_str()], vec![]),
         (vec![], vec![("TIDINGS_CLUSTER_FILE", file_arg.as_str())]),
     ] {
-        let stderr = start_up_error(&args, &env).await;
+        let stderr = refused_to_start(&args, &env).await;
         assert!(
             stderr.contains("cannot reach the cluster engine"),
             "{stderr}"
         );
         assert!(!stderr.contains("hunter2"), "{stderr}");
     }
-    let stderr = start_up_error(
+    let stderr = refused_to_start(
         &[
             "--cluster-file",
             &file_arg,

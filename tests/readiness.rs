@@ -18,7 +18,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use support::TempDir;
+use support::{TempDir, free_port};
 use tidings_core::{Event, Retention, Store, Update};
 use tidings_store::{DiskStore, Options};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -141,12 +141,7 @@ fn serve_checking(
     dir: &std::path::Path,
     extra: &[&str],
 ) -> (Child, SocketAddr, tokio::task::JoinHandle<String>) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tidings"))
         .arg("serve")
         .args(["--listen", &addr.to_string(), "--check-history"])

@@ -262,14 +262,23 @@ pub async fn request(
     Response::parse(&raw)
 }
 
-/// Runs `tidings serve` with `args` and environment `env`, expecting it to
-/// refuse to start; returns what it wrote to stderr.
+/// Runs `tidings serve --memory` with `args` and environment `env`,
+/// expecting it to refuse to start; returns what it wrote to stderr.
 pub async fn refused_to_start(args: &[&str], env: &[(&str, &str)]) -> String {
+    let mut all = vec!["--memory"];
+    all.extend_from_slice(args);
+    refused_to_serve(&all, env).await
+}
+
+/// Runs `tidings serve` with `args` (which choose the history) and
+/// environment `env`, expecting it to refuse to start; returns what it
+/// wrote to stderr.
+pub async fn refused_to_serve(args: &[&str], env: &[(&str, &str)]) -> String {
     let output = tokio::time::timeout(
         WAIT,
         Command::new(env!("CARGO_BIN_EXE_tidings"))
             .arg("serve")
-            .args(["--listen", "127.0.0.1:0", "--memory"])
+            .args(["--listen", "127.0.0.1:0"])
             .args(args)
             .envs(env.iter().copied())
             .stdin(Stdio::null())
@@ -281,6 +290,15 @@ pub async fn refused_to_start(args: &[&str], env: &[(&str, &str)]) -> String {
     .unwrap();
     assert!(!output.status.success(), "the hub started with {args:?}");
     String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn listening_address(line: &str) -> Option<SocketAddr> {
