@@ -30,7 +30,7 @@ fn assert_json_error(response: &support::Response, status: u16, needle: &str) ->
         "{:?}",
         response.headers
     );
-    let message = response.json()["error"].as_str().unwrap().to_owned();
+    let message = response.error();
     assert!(message.contains(needle), "{message}");
     message
 }

@@ -284,7 +284,7 @@ async fn more_topics_than_the_limit_is_507_and_nothing_is_published() {
             .unwrap()
             .starts_with("application/json")
     );
-    let error = refused.json()["error"].as_str().unwrap().to_owned();
+    let error = refused.error();
     assert!(
         error.contains("retained updates for at most 2 topics"),
         "{error}"

@@ -715,7 +715,7 @@ async fn dev_mode_refuses_publishes_a_proxy_may_be_relaying() {
     ] {
         let refused = publish_headers(&hub, &[header]).await;
         assert_eq!(refused.status, 403, "{header:?}");
-        let error = refused.json()["error"].as_str().unwrap().to_owned();
+        let error = refused.error();
         assert!(error.contains("X-Forwarded-For"), "{error}");
         assert!(error.contains("--trusted-proxy"), "{error}");
     }
@@ -732,20 +732,10 @@ async fn dev_mode_refuses_publishes_a_proxy_may_be_relaying() {
     assert_eq!(local.status, 200, "{}", local.text());
     let remote = publish_headers(&behind, &[("X-Forwarded-For", "127.0.0.1, 203.0.113.7")]).await;
     assert_eq!(remote.status, 403);
-    assert!(
-        remote.json()["error"]
-            .as_str()
-            .unwrap()
-            .contains("loopback")
-    );
+    assert!(remote.error().contains("loopback"));
     let hidden = publish_headers(&behind, &[("Forwarded", "for=unknown")]).await;
     assert_eq!(hidden.status, 403);
-    assert!(
-        hidden.json()["error"]
-            .as_str()
-            .unwrap()
-            .contains("did not give the client's address")
-    );
+    assert!(hidden.error().contains("did not give the client's address"));
 }
 
 /// How long one request that fails authentication takes, as `client`
@@ -822,10 +812,6 @@ async fn cookie_publish(hub: &TestHub, headers: &[(&str, &str)]) -> support::Res
     hub.request("POST", HUB, &all, b"topic=csrf&data=x").await
 }
 
-fn error_of(response: &support::Response) -> String {
-    response.json()["error"].as_str().unwrap().to_owned()
-}
-
 #[tokio::test]
 async fn cookie_publishing_needs_an_allowed_origin() {
     // The --cors-origin list, when there is no --publish-origin.
@@ -839,13 +825,13 @@ async fn cookie_publishing_needs_an_allowed_origin() {
     let forged = cookie_publish(&hub, &[("Origin", "https://evil.test")]).await;
     assert_eq!(forged.status, 403);
     assert!(
-        error_of(&forged).contains("\"https://evil.test\""),
+        forged.error().contains("\"https://evil.test\""),
         "{}",
         forged.text()
     );
     let anonymous = cookie_publish(&hub, &[]).await;
     assert_eq!(anonymous.status, 403);
-    assert!(error_of(&anonymous).contains("Origin or Referer"));
+    assert!(anonymous.error().contains("Origin or Referer"));
     // The token in the header is not checked: no browser sends it unasked.
     let header = hub
         .request(
@@ -901,7 +887,7 @@ async fn cookie_publishing_needs_an_allowed_origin() {
     let none = TestHub::start(&["--jwt-key", SECRET]).await;
     let refused = cookie_publish(&none, &[("Origin", "http://app.test:3000")]).await;
     assert_eq!(refused.status, 403);
-    assert!(error_of(&refused).contains("--publish-origin"));
+    assert!(refused.error().contains("--publish-origin"));
 }
 
 #[tokio::test]

@@ -394,6 +394,11 @@ impl Response {
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.text()))
     }
+
+    /// The `error` string of a JSON error body.
+    pub fn error(&self) -> String {
+        self.json()["error"].as_str().unwrap().to_owned()
+    }
 }
 
 fn dechunk(mut body: &[u8]) -> Vec<u8> {
