@@ -113,19 +113,7 @@ impl TestHub {
     }
 
     async fn spawn_env(args: &[&str], env: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tidings"))
-            .arg("serve")
-            .args(["--listen", "127.0.0.1:0", "--log-json"])
-            .args(args)
-            // The `listening` line is read from the log: a filter from the
-            // tester's environment must not hide it.
-            .env_remove("RUST_LOG")
-            .env_remove("TIDINGS_LOG")
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
+        let mut child = serve_command(args, env)
             .spawn()
             .expect("cannot start tidings");
         let stderr = child.stderr.take().unwrap();
@@ -232,6 +220,26 @@ impl TestHub {
             .expect("the hub did not exit after SIGTERM")
             .unwrap()
     }
+}
+
+/// `tidings serve --listen 127.0.0.1:0 --log-json` with `args` and
+/// environment `env`, its JSON log on a piped stderr, killed on drop.
+pub fn serve_command(args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tidings"));
+    command
+        .arg("serve")
+        .args(["--listen", "127.0.0.1:0", "--log-json"])
+        .args(args)
+        // Tests read the log (`TestHub` its `listening` line): a filter
+        // from the tester's environment must not hide it; `env` may set one.
+        .env_remove("RUST_LOG")
+        .env_remove("TIDINGS_LOG")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    command
 }
 
 /// Sends one request to `addr` and reads the whole response (the
