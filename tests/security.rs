@@ -787,6 +787,16 @@ async fn both_paths_go_by_the_forwarded_client() {
     }
 }
 
+/// For each `(value, reason)` in `cases`: `flag value` stops the start,
+/// and the error names the flag and the reason.
+async fn refused_values(flag: &str, cases: &[(&str, &str)]) {
+    for (value, reason) in cases {
+        let stderr = refused_to_start(&[flag, value], &[]).await;
+        assert!(stderr.contains(flag), "{stderr}");
+        assert!(stderr.contains(reason), "{value:?}: {stderr}");
+    }
+}
+
 #[tokio::test]
 async fn bad_trusted_proxies_stop_the_start_with_the_reason() {
     let cases = [
@@ -795,11 +805,7 @@ async fn bad_trusted_proxies_stop_the_start_with_the_reason() {
         ("proxy.internal", "CIDR notation"),
         ("", "empty"),
     ];
-    for (value, reason) in cases {
-        let stderr = refused_to_start(&["--trusted-proxy", value], &[]).await;
-        assert!(stderr.contains("--trusted-proxy"), "{stderr}");
-        assert!(stderr.contains(reason), "{value:?}: {stderr}");
-    }
+    refused_values("--trusted-proxy", &cases).await;
     let stderr = refused_to_start(&[], &[("TIDINGS_TRUSTED_PROXIES", "127.0.0.1,300.1.2.3")]).await;
     assert!(stderr.contains("\"300.1.2.3\""), "{stderr}");
 }
@@ -897,11 +903,7 @@ async fn bad_publish_origins_stop_the_start_with_the_reason() {
         ("app.test", "not an origin"),
         ("null", "sandboxed"),
     ];
-    for (value, reason) in cases {
-        let stderr = refused_to_start(&["--publish-origin", value], &[]).await;
-        assert!(stderr.contains("--publish-origin"), "{stderr}");
-        assert!(stderr.contains(reason), "{value:?}: {stderr}");
-    }
+    refused_values("--publish-origin", &cases).await;
 }
 
 /// curl over TLS to `url`, trusting only `ca`: its exit status (0: the
