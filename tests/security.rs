@@ -581,6 +581,17 @@ fn self_signed(cert: &std::path::Path, key: &std::path::Path) {
     assert!(status.success());
 }
 
+/// A hub serving HTTPS with the certificate chain `cert` and its key `key`.
+async fn tls_hub(cert: &std::path::Path, key: &std::path::Path) -> TestHub {
+    TestHub::start(&[
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ])
+    .await
+}
+
 #[tokio::test]
 async fn tls_with_http2_and_http1() {
     let dir = std::env::temp_dir().join(format!("tidings-tls-{}-{}", std::process::id(), now()));
@@ -588,13 +599,7 @@ async fn tls_with_http2_and_http1() {
     let cert = dir.join("cert.pem");
     let key = dir.join("key.pem");
     self_signed(&cert, &key);
-    let hub = TestHub::start(&[
-        "--tls-cert",
-        cert.to_str().unwrap(),
-        "--tls-key",
-        key.to_str().unwrap(),
-    ])
-    .await;
+    let hub = tls_hub(&cert, &key).await;
     let url = format!("https://{}{HUB}?topic=tls", hub.addr);
     let curl = |version: &'static str| {
         tokio::process::Command::new("curl")
@@ -990,13 +995,7 @@ async fn tls_certificate_reloads_on_sighup_without_dropping_streams() {
     let (cert, key) = (path("cert.pem"), path("key.pem"));
     std::fs::copy(path("a.crt"), &cert).unwrap();
     std::fs::copy(path("a.key"), &key).unwrap();
-    let hub = TestHub::start(&[
-        "--tls-cert",
-        cert.to_str().unwrap(),
-        "--tls-key",
-        key.to_str().unwrap(),
-    ])
-    .await;
+    let hub = tls_hub(&cert, &key).await;
     let health = format!("https://{}/healthz", hub.addr);
     assert_eq!(curl_status(&path("a.crt"), &health).await, 0);
     assert_ne!(curl_status(&path("b.crt"), &health).await, 0);
