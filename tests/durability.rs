@@ -18,12 +18,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use support::{TempDir, TestHub, WAIT, encode};
+use support::{HUB, TempDir, TestHub, WAIT, encode, refused_to_serve};
 use tidings_codec::MessageEvent;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
-
-const HUB: &str = "/.well-known/mercure";
 
 /// A tiny deterministic generator: the seed is in every failure message.
 struct Rng(u64);
@@ -450,42 +448,24 @@ async fn memory_mode_is_volatile_and_durable_is_the_default() {
     assert!(file.exists(), "the default store is durable, in --data-dir");
 }
 
-/// Runs `tidings serve` expecting it to refuse to start; returns stderr.
-async fn refused(args: &[&str]) -> String {
-    let output = tokio::time::timeout(
-        WAIT,
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_tidings"))
-            .arg("serve")
-            .args(["--listen", "127.0.0.1:0"])
-            .args(args)
-            .stdin(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .expect("the hub did not exit")
-    .unwrap();
-    assert!(!output.status.success(), "the hub started with {args:?}");
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
 #[tokio::test]
 async fn start_up_refuses_a_busy_or_damaged_history_with_a_clear_error() {
     let dir = TempDir::new();
     let path = dir.path().to_str().unwrap();
     let hub = TestHub::start_in(dir.path(), &[]).await;
     hub.publish("t", "kept").await;
-    let busy = refused(&["--data-dir", path]).await;
+    let busy = refused_to_serve(&["--data-dir", path], &[]).await;
     assert!(busy.contains("in use by another tidings process"), "{busy}");
     drop(hub);
 
-    let conflict = refused(&["--data-dir", path, "--memory"]).await;
+    let conflict = refused_to_serve(&["--data-dir", path, "--memory"], &[]).await;
     assert!(conflict.contains("--memory"), "{conflict}");
 
     let damaged_dir = TempDir::new();
     let file = damaged_dir.path().join("history.redb");
     std::fs::write(&file, "not a history").unwrap();
-    let damaged = refused(&["--data-dir", damaged_dir.path().to_str().unwrap()]).await;
+    let damaged =
+        refused_to_serve(&["--data-dir", damaged_dir.path().to_str().unwrap()], &[]).await;
     assert!(damaged.contains("is damaged"), "{damaged}");
     assert!(damaged.contains(&file.display().to_string()), "{damaged}");
     assert!(damaged.contains("move the file aside"), "{damaged}");

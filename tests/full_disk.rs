@@ -98,7 +98,7 @@ async fn a_full_data_directory_gets_507_and_the_hub_recovers_by_itself() {
             .header("content-type")
             .is_some_and(|t| t.starts_with("application/json"))
     );
-    let error = refused.json()["error"].as_str().unwrap().to_owned();
+    let error = refused.error();
     assert!(error.contains("disk is full"), "{error}");
     assert!(error.contains("nothing was published"), "{error}");
     // Refused at once while it lasts, small publishes too.

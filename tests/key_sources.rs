@@ -25,11 +25,9 @@ use std::time::{Duration, Instant};
 use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use serde_json::{Value, json};
-use support::{TempDir, TestHub, WAIT, encode as pct};
+use support::{HUB, TempDir, TestHub, WAIT, b64, refused_to_start, target};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpSocket};
-
-const HUB: &str = "/.well-known/mercure";
 
 fn key_path(name: &str) -> String {
     format!(
@@ -269,21 +267,6 @@ async fn refused(hub: &TestHub, token: &str, says: &str) {
     assert!(error.contains(says), "{error:?} does not say {says:?}");
 }
 
-fn b64(bytes: &[u8]) -> String {
-    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |acc, (i, b)| acc | u32::from(*b) << (16 - 8 * i));
-        for i in 0..=chunk.len() {
-            out.push(char::from(ABC[((n >> (18 - 6 * i)) & 63) as usize]));
-        }
-    }
-    out
-}
-
 #[tokio::test]
 async fn key_set_tokens_by_kid_and_what_is_refused() {
     let secret = b"a-secret-that-must-not-be-in-a-key-set";
@@ -333,7 +316,7 @@ async fn key_set_tokens_by_kid_and_what_is_refused() {
     let subscriber = all(Algorithm::EdDSA, Some("d1"), "ed.key");
     let mut stream = hub
         .subscribe(
-            &format!("{HUB}?topic={}", pct("https://example.com/books/{id}")),
+            &target(&["https://example.com/books/{id}"]),
             &[("Authorization", &format!("Bearer {subscriber}"))],
         )
         .await;
@@ -646,30 +629,11 @@ async fn hmac_secrets_from_files() {
 
     // The secret file may come from the environment, as container
     // platforms set it.
-    let stderr = start_up_error(&[], &[("TIDINGS_JWT_SECRET_FILE", "/nonexistent/s")]).await;
+    let stderr = refused_to_start(&[], &[("TIDINGS_JWT_SECRET_FILE", "/nonexistent/s")]).await;
     assert!(
         stderr.contains("cannot read --jwt-secret-file /nonexistent/s"),
         "{stderr}"
     );
-}
-
-/// Runs `tidings serve` with `args` and `env`, expecting it to refuse to
-/// start; its stderr.
-async fn start_up_error(args: &[&str], env: &[(&str, &str)]) -> String {
-    let output = tokio::time::timeout(
-        WAIT,
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_tidings"))
-            .arg("serve")
-            .args(["--listen", "127.0.0.1:0", "--memory"])
-            .args(args)
-            .envs(env.iter().copied())
-            .output(),
-    )
-    .await
-    .expect("the hub should have refused to start")
-    .unwrap();
-    assert!(!output.status.success(), "{args:?} started");
-    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 #[tokio::test]
@@ -727,7 +691,7 @@ async fn key_flags_that_do_not_go_together_stop_the_start() {
         ),
     ];
     for (args, says) in cases {
-        let stderr = start_up_error(args, &[]).await;
+        let stderr = refused_to_start(args, &[]).await;
         for part in *says {
             assert!(
                 stderr.contains(part),
@@ -745,7 +709,7 @@ async fn the_cluster_url_from_a_file() {
     let file_arg = file.to_str().unwrap().to_owned();
     // Read from the file (its parameters are checked), password not shown.
     std::fs::write(&file, "redis://:hunter2@127.0.0.1:1/?bogus=1\n").unwrap();
-    let stderr = start_up_error(&["--cluster-file", &file_arg], &[]).await;
+    let stderr = refused_to_start(&["--cluster-file", &file_arg], &[]).await;
     assert!(stderr.contains("bad URL in --cluster-file"), "{stderr}");
     assert!(stderr.contains("bogus"), "{stderr}");
     assert!(!stderr.contains("hunter2"), "{stderr}");
@@ -759,14 +723,14 @@ async fn the_cluster_url_from_a_file() {
         (vec!["--cluster-file", file_arg.as_str()], vec![]),
         (vec![], vec![("TIDINGS_CLUSTER_FILE", file_arg.as_str())]),
     ] {
-        let stderr = start_up_error(&args, &env).await;
+        let stderr = refused_to_start(&args, &env).await;
         assert!(
             stderr.contains("cannot reach the cluster engine"),
             "{stderr}"
         );
         assert!(!stderr.contains("hunter2"), "{stderr}");
     }
-    let stderr = start_up_error(
+    let stderr = refused_to_start(
         &[
             "--cluster-file",
             &file_arg,

@@ -13,14 +13,8 @@ mod support;
 
 use std::time::Duration;
 
-use support::{TestHub, encode};
+use support::{TestHub, target};
 use tidings_codec::Item;
-
-const HUB: &str = "/.well-known/mercure";
-
-fn sub_target(topic: &str) -> String {
-    format!("{HUB}?topic={}", encode(topic))
-}
 
 /// `depth` nested arrays.
 fn nested(depth: usize) -> String {
@@ -36,7 +30,7 @@ fn assert_json_error(response: &support::Response, status: u16, needle: &str) ->
         "{:?}",
         response.headers
     );
-    let message = response.json()["error"].as_str().unwrap().to_owned();
+    let message = response.error();
     assert!(message.contains(needle), "{message}");
     message
 }
@@ -44,7 +38,7 @@ fn assert_json_error(response: &support::Response, status: u16, needle: &str) ->
 #[tokio::test]
 async fn json_nested_too_deep_is_refused_in_data_as_around_it() {
     let hub = TestHub::start(&[]).await;
-    let mut live = hub.subscribe(&sub_target("deep"), &[]).await;
+    let mut live = hub.subscribe(&target(&["deep"]), &[]).await;
     assert_eq!(live.status, 200);
 
     // 100,000 levels inside `data` (200 KB, under the 1 MiB body limit):
@@ -77,7 +71,7 @@ async fn json_nested_too_deep_is_refused_in_data_as_around_it() {
 
     // Nor stored: a replay of everything holds only the accepted one.
     let mut replay = hub
-        .subscribe(&sub_target("deep"), &[("Last-Event-ID", "earliest")])
+        .subscribe(&target(&["deep"]), &[("Last-Event-ID", "earliest")])
         .await;
     assert_eq!(replay.next_event().await.unwrap().data, nested(100));
     replay.no_event_within(Duration::from_millis(200)).await;
@@ -87,7 +81,7 @@ async fn json_nested_too_deep_is_refused_in_data_as_around_it() {
 #[tokio::test]
 async fn form_fields_are_read_as_mercure_reads_them() {
     let hub = TestHub::start(&[]).await;
-    let mut live = hub.subscribe(&sub_target("form"), &[]).await;
+    let mut live = hub.subscribe(&target(&["form"]), &[]).await;
     assert_eq!(live.status, 200);
 
     // The first `data` (and `type`, `id`) wins; an empty `retry` is no

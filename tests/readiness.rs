@@ -18,11 +18,12 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use support::TempDir;
+use support::{TempDir, free_port};
 use tidings_core::{Event, Retention, Store, Update};
 use tidings_store::{DiskStore, Options};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
+use tokio::process::Child;
 
 /// Events in the history: enough that opening it takes a while (the
 /// repair and the check read every page).
@@ -133,21 +134,20 @@ async fn request(
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn health_and_readiness_are_answered_while_the_history_loads() {
-    let dir = TempDir::new();
-    let (first, last) = crashed_history(dir.path());
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+/// Starts `tidings serve --check-history` with `extra` arguments on a free
+/// loopback port, its history in `dir`; returns the process, its address
+/// and a task that yields all it writes to stderr once it exits.
+fn serve_checking(
+    dir: &std::path::Path,
+    extra: &[&str],
+) -> (Child, SocketAddr, tokio::task::JoinHandle<String>) {
+    let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tidings"))
         .arg("serve")
         .args(["--listen", &addr.to_string(), "--check-history"])
+        .args(extra)
         .arg("--data-dir")
-        .arg(dir.path())
+        .arg(dir)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -160,6 +160,14 @@ async fn health_and_readiness_are_answered_while_the_history_loads() {
         let _ = stderr.read_to_string(&mut text).await;
         text
     });
+    (child, addr, log)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_readiness_are_answered_while_the_history_loads() {
+    let dir = TempDir::new();
+    let (first, last) = crashed_history(dir.path());
+    let (mut child, addr, log) = serve_checking(dir.path(), &[]);
 
     // Ask as fast as possible from the start until it is ready.
     let started = Instant::now();
@@ -256,34 +264,7 @@ async fn health_and_readiness_are_answered_while_the_history_loads() {
 async fn a_sigterm_while_loading_stops_the_hub_and_leaves_a_clean_history() {
     let dir = TempDir::new();
     let (first, last) = crashed_history(dir.path());
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tidings"))
-        .arg("serve")
-        .args([
-            "--listen",
-            &addr.to_string(),
-            "--check-history",
-            "--log-json",
-        ])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let log = tokio::spawn(async move {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text).await;
-        text
-    });
+    let (mut child, addr, log) = serve_checking(dir.path(), &["--log-json"]);
     let started = Instant::now();
     loop {
         assert!(started.elapsed() < Duration::from_secs(30), "never loading");

@@ -20,17 +20,7 @@ use std::time::{Duration, Instant};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use retained_support::{head_in, snapshot};
 use serde_json::json;
-use support::{TempDir, TestHub, WAIT, encode};
-
-const HUB: &str = "/.well-known/mercure";
-
-fn target(selectors: &[&str]) -> String {
-    let query: Vec<String> = selectors
-        .iter()
-        .map(|s| format!("topic={}", encode(s)))
-        .collect();
-    format!("{HUB}?{}", query.join("&"))
-}
+use support::{HUB, TempDir, TestHub, WAIT, encode, target};
 
 /// Publishes a form body; returns the id.
 async fn publish(hub: &TestHub, body: &str) -> String {
@@ -294,7 +284,7 @@ async fn more_topics_than_the_limit_is_507_and_nothing_is_published() {
             .unwrap()
             .starts_with("application/json")
     );
-    let error = refused.json()["error"].as_str().unwrap().to_owned();
+    let error = refused.error();
     assert!(
         error.contains("retained updates for at most 2 topics"),
         "{error}"

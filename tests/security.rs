@@ -17,11 +17,9 @@ use std::time::{Duration, Instant};
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use serde_json::json;
-use support::{TestHub, encode as pct, refused_to_start};
+use support::{HUB, TestHub, b64, encode as pct, refused_to_start, target};
 
 const SECRET: &str = "test-secret-for-tidings-0123456789";
-const HUB: &str = "/.well-known/mercure";
-
 fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -53,12 +51,13 @@ fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
 
-fn target(selectors: &[&str]) -> String {
-    let query: Vec<String> = selectors
-        .iter()
-        .map(|s| format!("topic={}", pct(s)))
-        .collect();
-    format!("{HUB}?{}", query.join("&"))
+/// A stream on `selector` for a subscriber allowed every topic.
+async fn watch(hub: &TestHub, selector: &str) -> support::Stream {
+    hub.subscribe(
+        &target(&[selector]),
+        &[("Authorization", &bearer(&token(&[], &["*"])))],
+    )
+    .await
 }
 
 async fn publish_with(hub: &TestHub, body: &str, auth: Option<&str>) -> support::Response {
@@ -78,12 +77,7 @@ async fn publishing_needs_a_covering_token() {
     // The page origin lets the cookie publish below through its CSRF check
     // (`cookie_publishing_needs_an_allowed_origin`).
     let hub = TestHub::start(&["--jwt-key", SECRET, "--publish-origin", "http://app.test"]).await;
-    let mut watcher = hub
-        .subscribe(
-            &target(&["*"]),
-            &[("Authorization", &bearer(&token(&[], &["*"])))],
-        )
-        .await;
+    let mut watcher = watch(&hub, "*").await;
     let missing = publish_with(&hub, "topic=a&data=x", None).await;
     assert_eq!(missing.status, 401);
     assert!(missing.json()["error"].is_string());
@@ -210,21 +204,6 @@ async fn public_key_tokens_and_no_algorithm_confusion() {
             .status,
         401
     );
-}
-
-fn b64(bytes: &[u8]) -> String {
-    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |acc, (i, b)| acc | u32::from(*b) << (16 - 8 * i));
-        for i in 0..=chunk.len() {
-            out.push(char::from(ABC[((n >> (18 - 6 * i)) & 63) as usize]));
-        }
-    }
-    out
 }
 
 #[tokio::test]
@@ -602,6 +581,17 @@ fn self_signed(cert: &std::path::Path, key: &std::path::Path) {
     assert!(status.success());
 }
 
+/// A hub serving HTTPS with the certificate chain `cert` and its key `key`.
+async fn tls_hub(cert: &std::path::Path, key: &std::path::Path) -> TestHub {
+    TestHub::start(&[
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ])
+    .await
+}
+
 #[tokio::test]
 async fn tls_with_http2_and_http1() {
     let dir = std::env::temp_dir().join(format!("tidings-tls-{}-{}", std::process::id(), now()));
@@ -609,13 +599,7 @@ async fn tls_with_http2_and_http1() {
     let cert = dir.join("cert.pem");
     let key = dir.join("key.pem");
     self_signed(&cert, &key);
-    let hub = TestHub::start(&[
-        "--tls-cert",
-        cert.to_str().unwrap(),
-        "--tls-key",
-        key.to_str().unwrap(),
-    ])
-    .await;
+    let hub = tls_hub(&cert, &key).await;
     let url = format!("https://{}{HUB}?topic=tls", hub.addr);
     let curl = |version: &'static str| {
         tokio::process::Command::new("curl")
@@ -736,7 +720,7 @@ async fn dev_mode_refuses_publishes_a_proxy_may_be_relaying() {
     ] {
         let refused = publish_headers(&hub, &[header]).await;
         assert_eq!(refused.status, 403, "{header:?}");
-        let error = refused.json()["error"].as_str().unwrap().to_owned();
+        let error = refused.error();
         assert!(error.contains("X-Forwarded-For"), "{error}");
         assert!(error.contains("--trusted-proxy"), "{error}");
     }
@@ -753,20 +737,10 @@ async fn dev_mode_refuses_publishes_a_proxy_may_be_relaying() {
     assert_eq!(local.status, 200, "{}", local.text());
     let remote = publish_headers(&behind, &[("X-Forwarded-For", "127.0.0.1, 203.0.113.7")]).await;
     assert_eq!(remote.status, 403);
-    assert!(
-        remote.json()["error"]
-            .as_str()
-            .unwrap()
-            .contains("loopback")
-    );
+    assert!(remote.error().contains("loopback"));
     let hidden = publish_headers(&behind, &[("Forwarded", "for=unknown")]).await;
     assert_eq!(hidden.status, 403);
-    assert!(
-        hidden.json()["error"]
-            .as_str()
-            .unwrap()
-            .contains("did not give the client's address")
-    );
+    assert!(hidden.error().contains("did not give the client's address"));
 }
 
 /// How long one request that fails authentication takes, as `client`
@@ -818,6 +792,16 @@ async fn both_paths_go_by_the_forwarded_client() {
     }
 }
 
+/// For each `(value, reason)` in `cases`: `flag value` stops the start,
+/// and the error names the flag and the reason.
+async fn refused_values(flag: &str, cases: &[(&str, &str)]) {
+    for (value, reason) in cases {
+        let stderr = refused_to_start(&[flag, value], &[]).await;
+        assert!(stderr.contains(flag), "{stderr}");
+        assert!(stderr.contains(reason), "{value:?}: {stderr}");
+    }
+}
+
 #[tokio::test]
 async fn bad_trusted_proxies_stop_the_start_with_the_reason() {
     let cases = [
@@ -826,11 +810,7 @@ async fn bad_trusted_proxies_stop_the_start_with_the_reason() {
         ("proxy.internal", "CIDR notation"),
         ("", "empty"),
     ];
-    for (value, reason) in cases {
-        let stderr = refused_to_start(&["--trusted-proxy", value], &[]).await;
-        assert!(stderr.contains("--trusted-proxy"), "{stderr}");
-        assert!(stderr.contains(reason), "{value:?}: {stderr}");
-    }
+    refused_values("--trusted-proxy", &cases).await;
     let stderr = refused_to_start(&[], &[("TIDINGS_TRUSTED_PROXIES", "127.0.0.1,300.1.2.3")]).await;
     assert!(stderr.contains("\"300.1.2.3\""), "{stderr}");
 }
@@ -843,20 +823,11 @@ async fn cookie_publish(hub: &TestHub, headers: &[(&str, &str)]) -> support::Res
     hub.request("POST", HUB, &all, b"topic=csrf&data=x").await
 }
 
-fn error_of(response: &support::Response) -> String {
-    response.json()["error"].as_str().unwrap().to_owned()
-}
-
 #[tokio::test]
 async fn cookie_publishing_needs_an_allowed_origin() {
     // The --cors-origin list, when there is no --publish-origin.
     let hub = TestHub::start(&["--jwt-key", SECRET, "--cors-origin", "http://app.test:3000"]).await;
-    let mut watcher = hub
-        .subscribe(
-            &target(&["csrf"]),
-            &[("Authorization", &bearer(&token(&[], &["*"])))],
-        )
-        .await;
+    let mut watcher = watch(&hub, "csrf").await;
     let listed = cookie_publish(&hub, &[("Origin", "http://app.test:3000")]).await;
     assert_eq!(listed.status, 200, "{}", listed.text());
     let referer = cookie_publish(&hub, &[("Referer", "http://app.test:3000/admin")]).await;
@@ -865,13 +836,13 @@ async fn cookie_publishing_needs_an_allowed_origin() {
     let forged = cookie_publish(&hub, &[("Origin", "https://evil.test")]).await;
     assert_eq!(forged.status, 403);
     assert!(
-        error_of(&forged).contains("\"https://evil.test\""),
+        forged.error().contains("\"https://evil.test\""),
         "{}",
         forged.text()
     );
     let anonymous = cookie_publish(&hub, &[]).await;
     assert_eq!(anonymous.status, 403);
-    assert!(error_of(&anonymous).contains("Origin or Referer"));
+    assert!(anonymous.error().contains("Origin or Referer"));
     // The token in the header is not checked: no browser sends it unasked.
     let header = hub
         .request(
@@ -927,7 +898,7 @@ async fn cookie_publishing_needs_an_allowed_origin() {
     let none = TestHub::start(&["--jwt-key", SECRET]).await;
     let refused = cookie_publish(&none, &[("Origin", "http://app.test:3000")]).await;
     assert_eq!(refused.status, 403);
-    assert!(error_of(&refused).contains("--publish-origin"));
+    assert!(refused.error().contains("--publish-origin"));
 }
 
 #[tokio::test]
@@ -937,11 +908,7 @@ async fn bad_publish_origins_stop_the_start_with_the_reason() {
         ("app.test", "not an origin"),
         ("null", "sandboxed"),
     ];
-    for (value, reason) in cases {
-        let stderr = refused_to_start(&["--publish-origin", value], &[]).await;
-        assert!(stderr.contains("--publish-origin"), "{stderr}");
-        assert!(stderr.contains(reason), "{value:?}: {stderr}");
-    }
+    refused_values("--publish-origin", &cases).await;
 }
 
 /// curl over TLS to `url`, trusting only `ca`: its exit status (0: the
@@ -1028,13 +995,7 @@ async fn tls_certificate_reloads_on_sighup_without_dropping_streams() {
     let (cert, key) = (path("cert.pem"), path("key.pem"));
     std::fs::copy(path("a.crt"), &cert).unwrap();
     std::fs::copy(path("a.key"), &key).unwrap();
-    let hub = TestHub::start(&[
-        "--tls-cert",
-        cert.to_str().unwrap(),
-        "--tls-key",
-        key.to_str().unwrap(),
-    ])
-    .await;
+    let hub = tls_hub(&cert, &key).await;
     let health = format!("https://{}/healthz", hub.addr);
     assert_eq!(curl_status(&path("a.crt"), &health).await, 0);
     assert_ne!(curl_status(&path("b.crt"), &health).await, 0);

@@ -11,10 +11,9 @@
 
 mod support;
 
-use std::process::Stdio;
 use std::time::Duration;
 
-use support::{TestHub, WAIT, encode};
+use support::{TestHub, WAIT, serve_command, target};
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::Command;
 
@@ -64,10 +63,7 @@ fn every_serve_flag_reads_an_environment_variable() {
 
 #[tokio::test]
 async fn tidings_demo_turns_the_demo_on() {
-    let clock = format!(
-        "/.well-known/mercure?topic={}",
-        encode("https://demo.tidings.dev/clock")
-    );
+    let clock = target(&["https://demo.tidings.dev/clock"]);
     let on = TestHub::start_env(&[], &[("TIDINGS_DEMO", "true")]).await;
     let mut stream = on.subscribe(&clock, &[]).await;
     let tick = stream.next_event().await.unwrap();
@@ -80,18 +76,9 @@ async fn tidings_demo_turns_the_demo_on() {
 /// Starts `tidings serve` with `args` and `env`, and returns its log lines
 /// up to and including the first that contains `until`.
 async fn log_until(args: &[&str], env: &[(&str, &str)], until: &str) -> Vec<String> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tidings"))
-        .args(["serve", "--memory", "--listen", "127.0.0.1:0", "--log-json"])
-        .args(args)
-        .env_remove("RUST_LOG")
-        .env_remove("TIDINGS_LOG")
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let mut all = vec!["--memory"];
+    all.extend_from_slice(args);
+    let mut child = serve_command(&all, env).spawn().unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let mut seen = Vec::new();
     tokio::time::timeout(WAIT, async {

@@ -17,7 +17,6 @@ use tidings_codec::{Item, MessageEvent};
 
 use crate::support::{Stream, TestHub, WAIT, encode};
 
-const HUB: &str = "/.well-known/mercure";
 const ALL: &str = "/.well-known/mercure?topic=%2A";
 
 /// A tiny deterministic generator: the seed is in every failure message.
@@ -211,12 +210,7 @@ pub async fn three_nodes_hopping(kind: Kind) {
         .publish_form("topic=retries&data=other&id=retry-1")
         .await;
     assert_eq!(conflict.status, 409, "{}", conflict.text());
-    assert!(
-        conflict.json()["error"]
-            .as_str()
-            .unwrap()
-            .contains("retry-1")
-    );
+    assert!(conflict.error().contains("retry-1"));
 
     let mut acked_by = Vec::new();
     for publisher in publishers {
@@ -312,7 +306,7 @@ pub async fn engine_outage(kind: Kind) {
                 .header("content-type")
                 .is_some_and(|t| t.starts_with("application/json"))
         );
-        let error = response.json()["error"].as_str().unwrap().to_owned();
+        let error = response.error();
         assert!(error.contains("cluster engine"), "{error}");
         unacknowledged.push((i, id));
     }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use serde_json::{Value, json};
 
+pub use crate::support::target;
 use crate::support::{Response, Stream, TestHub, encode as pct};
 
 pub const SECRET: &str = "test-secret-for-tidings-0123456789";
@@ -41,15 +42,6 @@ pub fn watcher_token() -> String {
     token(&[TEMPLATE], None)
 }
 
-/// `/.well-known/mercure?topic=…` for `selectors`.
-pub fn target(selectors: &[&str]) -> String {
-    let query: Vec<String> = selectors
-        .iter()
-        .map(|s| format!("topic={}", pct(s)))
-        .collect();
-    format!("/.well-known/mercure?{}", query.join("&"))
-}
-
 /// Opens a stream on `hub` to `selectors` with `token` (if any), from
 /// `last` (if any).
 pub async fn open(
@@ -63,14 +55,15 @@ pub async fn open(
         target.push_str(&format!("&lastEventID={}", pct(last)));
     }
     let bearer = token.map(|t| format!("Bearer {t}"));
-    let headers: Vec<(&str, &str)> = bearer
-        .as_deref()
-        .map(|b| ("Authorization", b))
-        .into_iter()
-        .collect();
+    let headers = authorization(bearer.as_deref());
     let stream = hub.subscribe(&target, &headers).await;
     assert_eq!(stream.status, 200);
     stream
+}
+
+/// The `Authorization` header carrying `bearer` (`Bearer …`), if any.
+fn authorization(bearer: Option<&str>) -> Vec<(&str, &str)> {
+    bearer.map(|b| ("Authorization", b)).into_iter().collect()
 }
 
 /// A watcher of every subscription event on `hub`.
@@ -118,11 +111,7 @@ pub fn expected_id(topic: &str, subscriber: &str) -> String {
 /// `GET path` on the API with `token`.
 pub async fn get(hub: &TestHub, path: &str, token: Option<&str>) -> Response {
     let bearer = token.map(|t| format!("Bearer {t}"));
-    let headers: Vec<(&str, &str)> = bearer
-        .as_deref()
-        .map(|b| ("Authorization", b))
-        .into_iter()
-        .collect();
+    let headers = authorization(bearer.as_deref());
     hub.request("GET", path, &headers, b"").await
 }
 

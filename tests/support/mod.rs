@@ -16,6 +16,19 @@ use tokio::process::{Child, Command};
 /// How long any single wait in a test may take.
 pub const WAIT: Duration = Duration::from_secs(10);
 
+/// The hub's Mercure path.
+pub const HUB: &str = "/.well-known/mercure";
+
+/// `/.well-known/mercure?topic=…&topic=…` for `selectors`, each
+/// percent-encoded.
+pub fn target(selectors: &[&str]) -> String {
+    let query: Vec<String> = selectors
+        .iter()
+        .map(|s| format!("topic={}", encode(s)))
+        .collect();
+    format!("{HUB}?{}", query.join("&"))
+}
+
 /// A running hub process.
 pub struct TestHub {
     /// The process; killed on drop (before `data_dir` is removed).
@@ -100,19 +113,7 @@ impl TestHub {
     }
 
     async fn spawn_env(args: &[&str], env: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tidings"))
-            .arg("serve")
-            .args(["--listen", "127.0.0.1:0", "--log-json"])
-            .args(args)
-            // The `listening` line is read from the log: a filter from the
-            // tester's environment must not hide it.
-            .env_remove("RUST_LOG")
-            .env_remove("TIDINGS_LOG")
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
+        let mut child = serve_command(args, env)
             .spawn()
             .expect("cannot start tidings");
         let stderr = child.stderr.take().unwrap();
@@ -221,6 +222,26 @@ impl TestHub {
     }
 }
 
+/// `tidings serve --listen 127.0.0.1:0 --log-json` with `args` and
+/// environment `env`, its JSON log on a piped stderr, killed on drop.
+pub fn serve_command(args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tidings"));
+    command
+        .arg("serve")
+        .args(["--listen", "127.0.0.1:0", "--log-json"])
+        .args(args)
+        // Tests read the log (`TestHub` its `listening` line): a filter
+        // from the tester's environment must not hide it; `env` may set one.
+        .env_remove("RUST_LOG")
+        .env_remove("TIDINGS_LOG")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
+
 /// Sends one request to `addr` and reads the whole response (the
 /// connection is closed after it).
 pub async fn request(
@@ -249,14 +270,23 @@ pub async fn request(
     Response::parse(&raw)
 }
 
-/// Runs `tidings serve` with `args` and environment `env`, expecting it to
-/// refuse to start; returns what it wrote to stderr.
+/// Runs `tidings serve --memory` with `args` and environment `env`,
+/// expecting it to refuse to start; returns what it wrote to stderr.
 pub async fn refused_to_start(args: &[&str], env: &[(&str, &str)]) -> String {
+    let mut all = vec!["--memory"];
+    all.extend_from_slice(args);
+    refused_to_serve(&all, env).await
+}
+
+/// Runs `tidings serve` with `args` (which choose the history) and
+/// environment `env`, expecting it to refuse to start; returns what it
+/// wrote to stderr.
+pub async fn refused_to_serve(args: &[&str], env: &[(&str, &str)]) -> String {
     let output = tokio::time::timeout(
         WAIT,
         Command::new(env!("CARGO_BIN_EXE_tidings"))
             .arg("serve")
-            .args(["--listen", "127.0.0.1:0", "--memory"])
+            .args(["--listen", "127.0.0.1:0"])
             .args(args)
             .envs(env.iter().copied())
             .stdin(Stdio::null())
@@ -268,6 +298,15 @@ pub async fn refused_to_start(args: &[&str], env: &[(&str, &str)]) -> String {
     .unwrap();
     assert!(!output.status.success(), "the hub started with {args:?}");
     String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn listening_address(line: &str) -> Option<SocketAddr> {
@@ -287,6 +326,22 @@ pub fn encode(text: &str) -> String {
             out.push(char::from(b));
         } else {
             out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Base64url without padding, as in a JWT or a JWK.
+pub fn b64(bytes: &[u8]) -> String {
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, b)| acc | u32::from(*b) << (16 - 8 * i));
+        for i in 0..=chunk.len() {
+            out.push(char::from(ABC[((n >> (18 - 6 * i)) & 63) as usize]));
         }
     }
     out
@@ -346,6 +401,11 @@ impl Response {
 
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.text()))
+    }
+
+    /// The `error` string of a JSON error body.
+    pub fn error(&self) -> String {
+        self.json()["error"].as_str().unwrap().to_owned()
     }
 }
 

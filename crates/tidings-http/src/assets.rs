@@ -24,68 +24,40 @@ const CSS: &str = "text/css; charset=utf-8";
 /// else the browser's `EventSource`).
 const PAGE: &[u8] = include_bytes!("../assets/index.html");
 
+/// The operator page's document.
+const UI_PAGE: &[u8] = include_bytes!("../assets/ui/index.html");
+
+/// The table entry serving `body` at `path` as `content_type`.
+const fn asset(path: &'static str, content_type: &'static str, body: &'static [u8]) -> Asset {
+    Asset {
+        path,
+        content_type,
+        body,
+    }
+}
+
 /// Every embedded file.
 static ASSETS: &[Asset] = &[
-    Asset {
-        path: "/",
-        content_type: HTML,
-        body: PAGE,
-    },
-    Asset {
-        path: "/index.html",
-        content_type: HTML,
-        body: PAGE,
-    },
-    Asset {
-        path: "/fetch.html",
-        content_type: HTML,
-        body: PAGE,
-    },
-    Asset {
-        path: "/assets/demo.css",
-        content_type: CSS,
-        body: include_bytes!("../assets/demo.css"),
-    },
-    Asset {
-        path: "/assets/app.js",
-        content_type: JS,
-        body: include_bytes!("../assets/app.js"),
-    },
-    Asset {
-        path: "/assets/demo.js",
-        content_type: JS,
-        body: include_bytes!("../assets/demo.js"),
-    },
-    Asset {
-        path: "/assets/sse.mjs",
-        content_type: JS,
-        body: include_bytes!("../assets/sse.mjs"),
-    },
+    asset("/", HTML, PAGE),
+    asset("/index.html", HTML, PAGE),
+    asset("/fetch.html", HTML, PAGE),
+    asset(
+        "/assets/demo.css",
+        CSS,
+        include_bytes!("../assets/demo.css"),
+    ),
+    asset("/assets/app.js", JS, include_bytes!("../assets/app.js")),
+    asset("/assets/demo.js", JS, include_bytes!("../assets/demo.js")),
+    asset("/assets/sse.mjs", JS, include_bytes!("../assets/sse.mjs")),
 ];
 
 /// The operator page (`--ui`): the list of active subscriptions, a publish
 /// form, a subscribe console. It loads `/assets/sse.mjs` too.
 static UI_ASSETS: &[Asset] = &[
-    Asset {
-        path: "/ui/",
-        content_type: HTML,
-        body: include_bytes!("../assets/ui/index.html"),
-    },
-    Asset {
-        path: "/ui/index.html",
-        content_type: HTML,
-        body: include_bytes!("../assets/ui/index.html"),
-    },
-    Asset {
-        path: "/ui/ui.js",
-        content_type: JS,
-        body: include_bytes!("../assets/ui/ui.js"),
-    },
-    Asset {
-        path: "/ui/ui.css",
-        content_type: CSS,
-        body: include_bytes!("../assets/ui/ui.css"),
-    },
+    asset("/ui/", HTML, UI_PAGE),
+    asset("/ui/index.html", HTML, UI_PAGE),
+    asset("/ui/ui.js", JS, include_bytes!("../assets/ui/ui.js")),
+    asset("/ui/ui.css", CSS, include_bytes!("../assets/ui/ui.css")),
 ];
 
 /// The embedded file at `path`, if there is one.

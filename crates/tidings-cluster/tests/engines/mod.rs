@@ -74,15 +74,7 @@ impl Engine {
             .subsec_nanos();
         let dir =
             std::env::temp_dir().join(format!("tidings-engine-{}-{n}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut engine = Self {
-            kind,
-            port: free_port(),
-            dir,
-            child: None,
-        };
-        engine.restart().await;
-        engine
+        Self::start_in(kind, dir).await
     }
 
     /// `redis://…` or `nats://…`.
