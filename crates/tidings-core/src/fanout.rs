@@ -11,19 +11,25 @@
 //! written from here, with no task woken (the cost an event has per
 //! subscriber then comes close to the system call alone); otherwise the
 //! task is woken to write.
-//! Batches that arrive while a round runs form the next round, so under
-//! load each subscriber gets many events per write.
+//! The flushing looks for newly stored events every few hundred
+//! subscribers and offers them at once: a subscriber the sweep has not
+//! reached yet then writes the old and the new in one go, so under load
+//! each subscriber gets many events per write, and an event that arrives
+//! during a long sweep does not wait for its end.
 //!
 //! A thread of its own, not a task: a round makes one system call per
 //! subscriber, which must not hold a runtime worker.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
+use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::event::Event;
 use crate::shared::Shared;
+use crate::subscriber::Subscriber;
 
 /// Batches waiting for the fan-out, at most; a writer that finds the
 /// channel full waits (the fan-out is the slowest part then).
@@ -132,43 +138,90 @@ impl FanOut {
     }
 }
 
-/// Runs rounds until told to stop or until every sender is gone.
+/// Subscribers flushed between two looks for newly stored events: a
+/// batch that arrives during a long sweep waits at most this many writes
+/// (a millisecond or two) to be offered, rather than for the whole sweep.
+const FLUSH_STEP: usize = 256;
+
+/// Runs until told to stop or until every sender is gone.
+///
+/// A loop of three steps: gather what was handed over (waiting only when
+/// nothing is left to do), offer it and answer its publishers, then flush
+/// up to [`FLUSH_STEP`] of the subscribers waiting for it. New events are
+/// thus offered in the middle of a sweep: a subscriber the sweep has not
+/// reached yet gets the old and the new events in one write, one it has
+/// passed is flushed again after the rest; each one's events stay in
+/// order, because its queue is.
 fn run(shared: &Shared, mut jobs: mpsc::Receiver<Job>) {
     let mut events = Vec::new();
     let mut received = Vec::new();
     let mut acks: Vec<Ack> = Vec::new();
-    while let Some(first) = jobs.blocking_recv() {
-        let mut next = Some(first);
-        let mut stop = None;
-        while let Some(job) = next.take() {
-            match job {
-                Job::Round {
-                    events: mut more,
-                    received: mut at,
-                    acks: mut answers,
-                } => {
-                    events.append(&mut more);
-                    received.append(&mut at);
-                    acks.append(&mut answers);
-                }
-                Job::Stop(done) => {
-                    stop = Some(done);
-                    break;
-                }
+    // Subscribers with something queued that the fan-out has not flushed
+    // yet, in the order they were first offered it.
+    let mut to_flush: VecDeque<Arc<Subscriber>> = VecDeque::new();
+    let mut stop = None;
+    let mut closed = false;
+    loop {
+        if to_flush.is_empty() && stop.is_none() {
+            match jobs.blocking_recv() {
+                Some(job) => gather(job, &mut events, &mut received, &mut acks, &mut stop),
+                None => closed = true,
             }
-            if events.len() < MAX_ROUND {
-                next = jobs.try_recv().ok();
+        }
+        while stop.is_none() && !closed && events.len() < MAX_ROUND {
+            match jobs.try_recv() {
+                Ok(job) => gather(job, &mut events, &mut received, &mut acks, &mut stop),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => closed = true,
             }
         }
         if !events.is_empty() {
-            shared.fan_out(&events, &received, || acks.drain(..).for_each(|ack| ack()));
+            shared.offer(&events, &received, &mut to_flush);
+            acks.drain(..).for_each(|ack| ack());
             events.clear();
             received.clear();
         }
-        if let Some(done) = stop {
-            jobs.close();
-            let _ = done.send(());
-            return;
+        // Stopping: everything offered is flushed first.
+        let step = if stop.is_some() || closed {
+            usize::MAX
+        } else {
+            FLUSH_STEP
+        };
+        let now = shared.clock.now();
+        for sub in to_flush.drain(..step.min(to_flush.len())) {
+            sub.flush(now, &shared.metrics);
         }
+        if to_flush.is_empty() {
+            if let Some(done) = stop.take() {
+                jobs.close();
+                let _ = done.send(());
+                return;
+            }
+            if closed {
+                return;
+            }
+        }
+    }
+}
+
+/// Takes one job's events into the round, or the stop.
+fn gather(
+    job: Job,
+    events: &mut Vec<Arc<Event>>,
+    received: &mut Vec<Instant>,
+    acks: &mut Vec<Ack>,
+    stop: &mut Option<oneshot::Sender<()>>,
+) {
+    match job {
+        Job::Round {
+            events: mut more,
+            received: mut at,
+            acks: mut answers,
+        } => {
+            events.append(&mut more);
+            received.append(&mut at);
+            acks.append(&mut answers);
+        }
+        Job::Stop(done) => *stop = Some(done),
     }
 }

@@ -7,6 +7,7 @@
 //! the sequencer, the follower, the sweeper, subscriptions) and above the
 //! leaves it is made of; it imports none of the parts.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -117,33 +118,29 @@ impl Shared {
         self.metrics.subscriptions.decrement(1.0);
     }
 
-    /// One round of the fan-out: offers newly stored `events` (in order)
-    /// to the subscribers that match them, calls `offered`, then flushes each subscriber
-    /// whose queue was empty (written straight to its connection when that
-    /// takes it, else its task is woken); `received` says when the hub got
-    /// each event, for the latency metric. Never blocks on a subscriber.
-    pub(crate) fn fan_out(
+    /// Offers newly stored `events` (in order) to the subscribers that match
+    /// them, and adds to `to_flush` each whose queue was empty: the fan-out
+    /// [flushes](Subscriber::flush) those next (written straight to the
+    /// connection when it takes them, else the task is woken). `received`
+    /// says when the hub got each event, for the latency metric. Never
+    /// blocks on a subscriber.
+    pub(crate) fn offer(
         &self,
         events: &[Arc<Event>],
         received: &[Instant],
-        offered: impl FnOnce(),
+        to_flush: &mut VecDeque<Arc<Subscriber>>,
     ) {
         let now = self.clock.now();
         let mut lagged = 0u64;
         {
             let index = self.registry.applied();
-            let mut touched: Vec<&Arc<Subscriber>> = Vec::new();
             for (i, event) in events.iter().enumerate() {
                 let received = received.get(i).copied().unwrap_or_else(Instant::now);
                 index.for_each_match(event, |sub| match sub.offer(event, received, now) {
-                    Offer::Queued { first: true } => touched.push(sub),
+                    Offer::Queued { first: true } => to_flush.push_back(Arc::clone(sub)),
                     Offer::Lagged => lagged += 1,
                     Offer::Queued { first: false } | Offer::Skipped => {}
                 });
-            }
-            offered();
-            for sub in touched {
-                sub.flush(now, &self.metrics);
             }
         }
         if let Some(last) = events.last() {
