@@ -231,10 +231,23 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("tidings-worker")
+        .max_blocking_threads(blocking_threads())
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(serve(config))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The most threads the runtime's blocking pool may hold. It runs the
+/// durable store's reads (a subscription's replay, an id lookup), each a
+/// short call; tokio's default of 512 let a burst of connects spawn a
+/// thread per concurrent subscribe, each with its stack and its malloc
+/// arena: 150 threads and about 200 bytes more per subscriber in the
+/// 10,000-subscriber benchmark (BENCHMARKS.md), for no gain on a machine
+/// with a few cores.
+fn blocking_threads() -> usize {
+    let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+    cores.saturating_mul(8).clamp(16, 128)
 }
 
 async fn serve(config: Validated) -> anyhow::Result<()> {
