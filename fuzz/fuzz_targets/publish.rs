@@ -3,7 +3,7 @@
 //! they accept holds at least one update, each with a topic.
 //!
 //! The first byte chooses the parser (`j`: JSON, anything else: form), as
-//! in the seed corpus (`fuzz/corpus/publish/`, which
+//! in the seed corpus (`fuzz/seeds/publish/`, which
 //! `crates/tidings-http/tests/publish_corpus.rs` also runs in the test
 //! suite).
 #![no_main]

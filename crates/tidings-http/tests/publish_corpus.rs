@@ -1,4 +1,4 @@
-//! The publish fuzz target's seed corpus (`fuzz/corpus/publish/`), run
+//! The publish fuzz target's seed corpus (`fuzz/seeds/publish/`), run
 //! through the body parsers in the ordinary test suite: every `accepted-*`
 //! body is parsed into updates that each have a topic, every `refused-*`
 //! body is refused with a 400 and a message. The first byte of a file
@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use http::StatusCode;
 
 fn corpus() -> Vec<(String, Vec<u8>)> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/publish");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds/publish");
     let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|entry| entry.unwrap().path())
