@@ -79,7 +79,13 @@ test('the demo page updates, catches up after a cut and a reload, with no duplic
     let s = await state();
     assert.equal(s.duplicates, 0);
     assert.ok(s.ids.includes(direct.ids[missedFrom]), 'what was published during the cut arrived');
-    assert.equal(await page.textContent('#last-id'), s.lastEventId);
+    // The page shows its last event id: rendered at the next frame while
+    // the demo keeps publishing, so both are read at once, until they agree.
+    await waitFor(
+      () => page.evaluate(() => document.getElementById('last-id').textContent === window.tidingsDemo.state.lastEventId),
+      5000,
+      'the page to show its last event id',
+    );
 
     // Reload: the page resumes from the id it kept, with its state.
     const before = s.ids;
